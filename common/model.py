@@ -1,0 +1,80 @@
+"""The network of the original demos, its data loss and its test metrics."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from common.penalties import GroupSparse
+
+
+def make_regularizer(config):
+    """GroupSparse with the config's strengths; None when every strength is 0."""
+    if config.group == 0 and config.l1 == 0 and config.l2 == 0:
+        return None
+    return GroupSparse(group=config.group, l1=config.l1, l2=config.l2)
+
+
+def build_model(data, hidden, regularizer=None):
+    """A Dense stack: ReLU hidden layers, linear output (regression) or softmax (classification).
+
+    The original used ReLU on the regression output too; a ReLU output can die and then
+    predicts a constant, so the output here is linear. Biases are not regularized.
+    """
+    output_activation = "softmax" if data.task == "classification" else None
+    layers = [keras.Input(shape=(data.num_features,))]
+    for layer_index, width in enumerate(hidden, start=1):
+        layers.append(keras.layers.Dense(width, activation="relu", name=f"hidden_{layer_index}",
+                                         kernel_regularizer=regularizer))
+    layers.append(keras.layers.Dense(data.num_outputs, activation=output_activation,
+                                     name="output", kernel_regularizer=regularizer))
+    return keras.Sequential(layers, name="group_sparse_net")
+
+
+def training_batches(data, batch_size, seed):
+    """An endless tf.data stream of training batches and the number of steps per epoch.
+
+    Full batch (batch_size None) repeats one cached batch; otherwise the rows are
+    reshuffled every epoch in a seeded order.
+    """
+    import tensorflow as tf
+
+    num_rows = len(data.x_train)
+    batch_size = min(batch_size or num_rows, num_rows)
+    if batch_size == num_rows:
+        dataset = tf.data.Dataset.from_tensors((data.x_train, data.y_train)).cache()
+    else:
+        dataset = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+                   .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
+                   .batch(batch_size))
+    steps_per_epoch = -(-num_rows // batch_size)
+    return dataset.repeat().prefetch(tf.data.AUTOTUNE), steps_per_epoch
+
+
+def data_loss(task, y_true, y_pred):
+    """Mean squared error, or cross-entropy on the softmax output: the loss without penalty."""
+    if task == "classification":
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
+    return ops.mean(ops.square(y_pred - y_true))
+
+
+def loss_name(task):
+    """The same data loss as a Keras loss for compile()."""
+    return "sparse_categorical_crossentropy" if task == "classification" else "mse"
+
+
+def evaluate(model, data, x=None, y=None):
+    """Test loss and metric: RMSE in the target's original units, or accuracy."""
+    x = data.x_test if x is None else x
+    y = data.y_test if y is None else y
+    predictions = ops.convert_to_numpy(model(x, training=False))
+    metrics = {"loss": float(ops.convert_to_numpy(data_loss(data.task, y, predictions)))}
+    if data.task == "classification":
+        metrics["accuracy"] = float(np.mean(np.argmax(predictions, axis=1) == y))
+    else:
+        errors = data.inverse_transform_target(predictions) - data.inverse_transform_target(y)
+        metrics["rmse"] = float(np.sqrt(np.mean(np.square(errors))))
+    return metrics
+
+
+def metric_name(task):
+    return "accuracy" if task == "classification" else "rmse"

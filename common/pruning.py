@@ -1,0 +1,158 @@
+"""Remove what the penalty switched off: a physically smaller network, same predictions.
+
+For a chain of Dense layers, an input feature or hidden unit whose outgoing group is
+inactive (sum |w| <= threshold) is deleted: its kernel row, and for a hidden unit its
+kernel column and bias entry. A hidden unit left with no incoming weight outputs the
+constant activation(bias); that constant times its outgoing row is folded into the next
+bias. The result equals the thresholded original (inactive groups set to 0) on every input.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from common.counting import group_activity
+
+
+@dataclasses.dataclass
+class PruneReport:
+    architecture_before: list[int]  # widths from inputs to outputs, e.g. [13, 20, 15, 1]
+    architecture_after: list[int]
+    params_before: int
+    params_after: int
+    kept_inputs: list[int]  # indices of the input features the pruned model takes
+    kept_feature_names: list[str]
+    folded_units: int  # constant hidden units folded into the next layer's bias
+    notes: list[str]
+
+    @property
+    def architecture(self):
+        before = "-".join(map(str, self.architecture_before))
+        return f"{before} → {'-'.join(map(str, self.architecture_after))}"
+
+    def as_dict(self):
+        return {"architecture": self.architecture, **dataclasses.asdict(self)}
+
+
+def _dense_chain(model):
+    dense = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            dense.append(layer)
+        elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout)):
+            raise ValueError(f"prune_model handles a chain of Dense layers; layer "
+                             f"{layer.name!r} is a {type(layer).__name__}")
+    if not dense:
+        raise ValueError("prune_model found no Dense layer in the model")
+    return dense
+
+
+def thresholded_kernels(model, threshold):
+    """The model's Dense kernels with every inactive group (row) set to 0."""
+    kernels = []
+    for layer in _dense_chain(model):
+        kernel = np.array(keras.ops.convert_to_numpy(layer.kernel), dtype=np.float32)
+        kernel[keras.ops.convert_to_numpy(group_activity(kernel)) <= threshold] = 0.0
+        kernels.append(kernel)
+    return kernels
+
+
+def thresholded_copy(model, threshold):
+    """A copy of the model whose inactive groups are exactly 0 (the paper's post-processing)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for layer, kernel in zip(_dense_chain(copy), thresholded_kernels(model, threshold)):
+        layer.kernel.assign(kernel)
+    return copy
+
+
+def _remove_units(kernels, biases, unit_layer, remove):
+    """Delete units of hidden layer `unit_layer` (the outputs of Dense number unit_layer - 1)."""
+    keep = ~remove
+    kernels[unit_layer - 1] = kernels[unit_layer - 1][:, keep]
+    biases[unit_layer - 1] = biases[unit_layer - 1][keep]
+    kernels[unit_layer] = kernels[unit_layer][keep]
+
+
+def _prune_pass(kernels, biases, activations):
+    """One forward sweep (fold constant units, drop dead ones) and one backward sweep.
+
+    Returns whether anything changed and how many constant units were folded."""
+    changed, folded = False, 0
+    num_hidden = len(kernels) - 1
+    for unit_layer in range(1, num_hidden + 1):
+        outgoing, incoming = kernels[unit_layer], kernels[unit_layer - 1]
+        dead = np.all(outgoing == 0, axis=1)
+        constant = np.all(incoming == 0, axis=0) & ~dead
+        if constant.any():
+            values = np.asarray(keras.ops.convert_to_numpy(
+                activations[unit_layer - 1](biases[unit_layer - 1][constant])))
+            biases[unit_layer] = biases[unit_layer] + values @ outgoing[constant]
+            folded += int(constant.sum())
+        if (dead | constant).any():
+            _remove_units(kernels, biases, unit_layer, dead | constant)
+            changed = True
+    for unit_layer in range(num_hidden, 0, -1):
+        # A unit whose every outgoing weight went to removed units no longer matters.
+        dead = np.all(kernels[unit_layer] == 0, axis=1)
+        if dead.any():
+            _remove_units(kernels, biases, unit_layer, dead)
+            changed = True
+    return changed, folded
+
+
+def prune_model(model, threshold=1e-3, feature_names=None):
+    """A new plain Keras model without the inactive units, and a PruneReport.
+
+    The new model takes only the surviving input features (report.kept_inputs), has no
+    regularizer or other custom object, and predicts what the thresholded model predicts.
+    """
+    layers = _dense_chain(model)
+    kernels = thresholded_kernels(model, threshold)
+    biases = [np.zeros(layer.units, np.float32) if layer.bias is None
+              else np.array(keras.ops.convert_to_numpy(layer.bias), np.float32) for layer in layers]
+    activations = [layer.activation for layer in layers]
+    num_inputs = kernels[0].shape[0]
+    feature_names = list(feature_names or [f"x{index}" for index in range(num_inputs)])
+    before = [num_inputs] + [layer.units for layer in layers]
+
+    kept_inputs, folded = np.arange(num_inputs), 0
+    while True:
+        changed, newly_folded = _prune_pass(kernels, biases, activations)
+        folded += newly_folded
+        live_inputs = ~np.all(kernels[0] == 0, axis=1)
+        if not live_inputs.all():
+            kept_inputs, kernels[0] = kept_inputs[live_inputs], kernels[0][live_inputs]
+            changed = True
+        if not changed:
+            break
+
+    notes = []
+    empty = [index for index, kernel in enumerate(kernels[1:], start=1) if kernel.shape[0] == 0]
+    if empty:
+        # The output no longer depends on any input: one Dense layer with a zero kernel
+        # holds the constant, so the saved model still has the input it used to have.
+        notes.append(f"hidden layer {empty[0]} has no active unit: the network predicts a constant")
+        kernels, biases, activations, layers = (
+            [np.zeros((len(kept_inputs), layers[-1].units), np.float32)], [biases[-1]],
+            [activations[-1]], [layers[-1]])
+    pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers)
+    after = [len(kept_inputs)] + [kernel.shape[1] for kernel in kernels]
+    if after == before:
+        notes.append("nothing to prune: every unit is active")
+    report = PruneReport(
+        before, after, int(model.count_params()), int(pruned.count_params()),
+        [int(index) for index in kept_inputs], [feature_names[index] for index in kept_inputs],
+        folded, notes)
+    return pruned, report
+
+
+def _build_dense_chain(num_inputs, kernels, biases, template_layers):
+    model = keras.Sequential([keras.Input(shape=(num_inputs,))], name="pruned_net")
+    for kernel, bias, template in zip(kernels, biases, template_layers):
+        activation = template.get_config()["activation"]
+        layer = keras.layers.Dense(kernel.shape[1], activation=activation, name=template.name)
+        model.add(layer)
+        layer.set_weights([kernel, bias])
+    return model
