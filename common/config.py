@@ -42,6 +42,7 @@ class Config:
     strategy: str = "none"  # tf.distribute strategy: none, mirrored or multiworker
     preset: str | None = None  # named settings from PRESETS
     no_show: bool = False  # Keras demo: never open a plot window
+    save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
 
 
 def _whole_number(text):
@@ -82,6 +83,12 @@ def _positive_float(text):
     return value
 
 
+def _keras_path(text):
+    if not text.endswith(".keras"):
+        raise argparse.ArgumentTypeError(f"the file name must end in .keras, got {text!r}")
+    return text
+
+
 def build_parser(demo):
     """The argparse parser shared by both demos; `demo` only picks the default epochs."""
     defaults = Config(epochs=DEFAULT_EPOCHS[demo])
@@ -117,6 +124,8 @@ def build_parser(demo):
         help="tf.distribute strategy (default none)")
     add("--preset", choices=sorted(PRESETS), help="named settings found by the benchmark")
     add("--no-show", action="store_true", help="Keras demo: save the plot, open no window")
+    add("--save-model", metavar="PATH", type=_keras_path,
+        help="Keras demo: save the trained model to PATH (.keras)")
     return parser
 
 

@@ -59,12 +59,16 @@ def thresholded_kernels(model, threshold):
 
 
 def thresholded_copy(model, threshold):
-    """A copy of the model whose inactive groups are exactly 0 (the paper's post-processing)."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    for layer, kernel in zip(_dense_chain(copy), thresholded_kernels(model, threshold)):
-        layer.kernel.assign(kernel)
-    return copy
+    """A plain copy of a Dense chain whose inactive groups are exactly 0 (the paper's
+    post-processing: weights under the threshold are zeroed after training)."""
+    layers = _dense_chain(model)
+    kernels = thresholded_kernels(model, threshold)
+    return _build_dense_chain(kernels[0].shape[0], kernels, _biases(layers), layers)
+
+
+def _biases(layers):
+    return [np.zeros(layer.units, np.float32) if layer.bias is None
+            else np.array(keras.ops.convert_to_numpy(layer.bias), np.float32) for layer in layers]
 
 
 def _remove_units(kernels, biases, unit_layer, remove):
@@ -110,8 +114,7 @@ def prune_model(model, threshold=1e-3, feature_names=None):
     """
     layers = _dense_chain(model)
     kernels = thresholded_kernels(model, threshold)
-    biases = [np.zeros(layer.units, np.float32) if layer.bias is None
-              else np.array(keras.ops.convert_to_numpy(layer.bias), np.float32) for layer in layers]
+    biases = _biases(layers)
     activations = [layer.activation for layer in layers]
     num_inputs = kernels[0].shape[0]
     feature_names = list(feature_names or [f"x{index}" for index in range(num_inputs)])
@@ -149,6 +152,7 @@ def prune_model(model, threshold=1e-3, feature_names=None):
 
 
 def _build_dense_chain(num_inputs, kernels, biases, template_layers):
+    """A plain Sequential of Dense layers with these weights and the templates' activations."""
     model = keras.Sequential([keras.Input(shape=(num_inputs,))], name="pruned_net")
     for kernel, bias, template in zip(kernels, biases, template_layers):
         activation = template.get_config()["activation"]
