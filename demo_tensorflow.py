@@ -77,7 +77,8 @@ def train(config, data, on_progress=None):
             gradients = tape.gradient(objective, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             counts = active_counts(kernels, config.threshold)
-            with writer.as_default(step=optimizer.iterations):
+            # name_scope(None): tags read "neurons", not "while/neurons" (the loop's scope).
+            with writer.as_default(step=optimizer.iterations), tf.compat.v1.name_scope(None):
                 tf.summary.scalar("loss", loss)
                 tf.summary.scalar("reg_loss", penalty)
                 tf.summary.scalar("neurons", tf.reduce_sum(counts))

@@ -135,11 +135,14 @@ def prune_model(model, threshold=1e-3, feature_names=None):
     empty = [index for index, kernel in enumerate(kernels[1:], start=1) if kernel.shape[0] == 0]
     if empty:
         # The output no longer depends on any input: one Dense layer with a zero kernel
-        # holds the constant, so the saved model still has the input it used to have.
-        notes.append(f"hidden layer {empty[0]} has no active unit: the network predicts a constant")
-        kernels, biases, activations, layers = (
-            [np.zeros((len(kept_inputs), layers[-1].units), np.float32)], [biases[-1]],
-            [activations[-1]], [layers[-1]])
+        # holds the constant. It keeps one input column, with zero weight, because Keras'
+        # predict() mishandles inputs of zero columns.
+        kept_inputs = np.array([0])
+        notes.append(f"hidden layer {empty[0]} has no active unit: the network predicts a "
+                      f"constant (input {feature_names[0]!r} is kept with zero weight only "
+                      "so that predict() has a column to read)")
+        kernels, biases, layers = (
+            [np.zeros((1, layers[-1].units), np.float32)], [biases[-1]], [layers[-1]])
     pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers)
     after = [len(kept_inputs)] + [kernel.shape[1] for kernel in kernels]
     if after == before:

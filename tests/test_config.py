@@ -1,0 +1,61 @@
+"""The shared command line: defaults of the original, one-line errors before TensorFlow loads."""
+
+import subprocess
+import sys
+
+import pytest
+
+from common.config import Config, parse_config
+from tests.conftest import ROOT, run_script
+
+
+def test_defaults_are_the_original_experiment():
+    tf_config, keras_config = parse_config([], "tensorflow"), parse_config([], "keras")
+    assert (tf_config.epochs, keras_config.epochs) == (1500, 2500)
+    assert tf_config.hidden == (20, 15) and tf_config.lr == 1e-3 and tf_config.group == 1e-3
+    assert (tf_config.l1, tf_config.l2, tf_config.threshold, tf_config.seed) == (0, 0, 1e-3, 0)
+    assert tf_config.batch_size is None and tf_config.logdir == "summaries"
+    assert tf_config == Config(epochs=1500)
+
+
+def test_flags_fill_the_config():
+    config = parse_config(["--dataset", "digits", "--hidden", "40", "20", "--batch-size", "300",
+                           "--group", "3e-4", "--l1", "1e-4", "--no-show"], "keras")
+    assert config.dataset == "digits" and config.hidden == (40, 20)
+    assert config.batch_size == 300 and config.l1 == 1e-4 and config.no_show
+    assert parse_config(["--csv", "x.csv", "--target", "y"]).dataset == "csv"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--group", "-1"], ["--l1", "nan"], ["--epochs", "0"], ["--hidden", "20", "-3"],
+    ["--threshold", "-0.1"], ["--dataset", "mnist"], ["--lr", "0"], ["--csv", "x.csv"],
+    ["--save-model", "model.h5"], ["--epochs", "ten"],
+])
+def test_bad_flags_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(argv)
+    assert stop.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_a_bad_flag_is_one_line_before_tensorflow_loads():
+    # Run in a fresh interpreter: parsing must not import TensorFlow at all.
+    check = ("import sys; from demo_tensorflow import main\n"
+             "try:\n    main(['--group', '-1'])\n"
+             "except SystemExit as stop:\n"
+             "    print('tensorflow' in sys.modules, stop.code)\n")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.split() == ["False", "2"]
+
+
+@pytest.mark.parametrize("script", ["demo_tensorflow.py", "demo_keras.py"])
+def test_scripts_report_bad_input_in_one_sentence(script, tmp_path):
+    result = run_script(script, "--epochs", "-5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--epochs: must be positive, got -5" in result.stderr
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("a,y\n1,2\n3,oops\n" + "4,5\n" * 10)
+    result = run_script(script, "--csv", str(bad_csv), "--target", "y")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {bad_csv}, line 3, column 'y': 'oops' is not a number"

@@ -1,0 +1,109 @@
+"""Data: the shipped file's checksum, the split, scaling without leakage, clear errors."""
+
+import shutil
+import urllib.error
+
+import numpy as np
+import pytest
+
+from common import data as data_module
+from common.data import DataError, load_dataset
+
+
+def test_boston_split_scaling_and_names(boston):
+    assert boston.x_train.shape == (379, 13) and boston.x_test.shape == (127, 13)
+    assert boston.feature_names[:3] == ["CRIM", "ZN", "INDUS"] and len(boston.feature_names) == 13
+    assert boston.task == "regression" and boston.num_classes is None
+    np.testing.assert_allclose(boston.x_train.min(axis=0), -1.0, atol=1e-6)
+    np.testing.assert_allclose(boston.x_train.max(axis=0), 1.0, atol=1e-6)
+    assert boston.y_train.min() == 0.0 and boston.y_train.max() == pytest.approx(1.0)
+
+
+def test_scalers_use_training_statistics_only(boston):
+    """Refit the scaling on the raw training rows alone: it must reproduce the data exactly."""
+    from sklearn.model_selection import train_test_split
+
+    raw, target, _ = data_module._read_numeric_csv(data_module.BOSTON_CSV, "MEDV", skip_lines=1)
+    raw_train, raw_test, y_train, y_test = train_test_split(
+        raw, target, test_size=0.25, random_state=0)
+    low, high = raw_train.min(axis=0), raw_train.max(axis=0)
+    expected_test = 2 * (raw_test - low) / (high - low) - 1
+    np.testing.assert_allclose(boston.x_test, expected_test, atol=1e-5)
+    np.testing.assert_allclose(boston.inverse_transform_target(boston.y_test).ravel(), y_test,
+                               rtol=1e-5)
+    # With all rows in the statistics (the original's leak) the test inputs would differ.
+    all_low, all_high = raw.min(axis=0), raw.max(axis=0)
+    leaked = 2 * (raw_test - all_low) / (all_high - all_low) - 1
+    assert not np.allclose(boston.x_test, leaked, atol=1e-5)
+
+
+def test_the_seed_picks_the_split():
+    first, again, other = (load_dataset("boston", seed=seed) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(first.x_test, again.x_test)
+    assert not np.array_equal(first.x_test, other.x_test)
+
+
+def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch):
+    damaged = tmp_path / "boston_house_prices.csv"
+    shutil.copy(data_module.BOSTON_CSV, damaged)
+    with open(damaged, "a") as handle:
+        handle.write("0,0,0,0,0,0,0,0,0,0,0,0,0,0\n")
+    monkeypatch.setattr(data_module, "BOSTON_CSV", damaged)
+    with pytest.raises(DataError, match="boston_house_prices.csv has sha256"):
+        load_dataset("boston")
+
+
+def test_digits_and_diabetes():
+    digits = load_dataset("digits")
+    assert digits.task == "classification" and digits.num_classes == 10
+    assert digits.num_features == 64 and digits.x_train.min() >= 0 and digits.x_train.max() <= 1
+    assert set(np.unique(digits.y_test)) == set(range(10))
+    diabetes = load_dataset("diabetes")
+    assert diabetes.task == "regression" and diabetes.num_features == 10
+
+
+def test_california_offline_is_one_clear_sentence(monkeypatch):
+    import sklearn.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", offline)
+    with pytest.raises(DataError, match="california data set is downloaded .* offline"):
+        load_dataset("california")
+
+
+def write_csv(tmp_path, text):
+    path = tmp_path / "houses.csv"
+    path.write_text(text)
+    return path
+
+
+def test_user_csv_loads(tmp_path):
+    rows = "\n".join(f"{i},{i % 7},{2 * i + 1}" for i in range(40))
+    data = load_dataset("csv", csv_path=write_csv(tmp_path, "a,b,price\n" + rows + "\n"),
+                        target="price")
+    assert data.feature_names == ["a", "b"] and data.num_features == 2
+    assert len(data.x_train) == 30 and len(data.x_test) == 10
+
+
+@pytest.mark.parametrize("text, target, message", [
+    ("a,price\n1,2\n3,x\n", "price", r"houses.csv, line 3, column 'price': 'x' is not a number"),
+    ("a,price\n1,2\n,4\n", "price", r"houses.csv, line 3, column 'a': empty cell"),
+    ("a,price\n1,2\n", "cost", r"houses.csv: no column named 'cost'"),
+    ("a,price\n", "price", r"houses.csv: no data rows"),
+    ("a,price\n1,2\n3\n", "price", r"houses.csv, line 3: 1 cells, the header has 2"),
+])
+def test_bad_csv_names_file_column_and_row(tmp_path, text, target, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset("csv", csv_path=write_csv(tmp_path, text), target=target)
+
+
+def test_missing_csv_file(tmp_path):
+    with pytest.raises(DataError, match=r"nothere.csv: no such file"):
+        load_dataset("csv", csv_path=tmp_path / "nothere.csv", target="y")
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="unknown data set 'mnist'"):
+        load_dataset("mnist")

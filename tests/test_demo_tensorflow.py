@@ -1,0 +1,156 @@
+"""demo_tensorflow.main() end to end: the event files and run.json a user would look at."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+import demo_tensorflow
+
+EPOCHS = 60
+
+
+def read_events(run_dir):
+    """Every tensor summary of the run, by tag: [(step, value), ...] (text stays bytes)."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    events = {}
+    for tag in accumulator.Tags()["tensors"]:
+        values = [(event.step, tf.make_ndarray(event.tensor_proto).reshape(-1))
+                  for event in accumulator.Tensors(tag)]
+        if all(value.size == 1 for _, value in values):
+            events[tag] = [(step, value[0]) for step, value in values]
+    return events
+
+
+def read_scalars(run_dir):
+    return {tag: values for tag, values in read_events(run_dir).items()
+            if not isinstance(values[0][1], bytes)}  # text summaries hold bytes
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("summaries")
+    summary = demo_tensorflow.main(["--epochs", str(EPOCHS), "--group", "0.05", "--logdir",
+                                    str(logdir)])
+    return logdir, summary
+
+
+def test_every_tag_has_one_value_per_step(short_run):
+    logdir, summary = short_run
+    (run_dir,) = logdir.iterdir()
+    assert run_dir.name.endswith("-tensorflow")
+    scalars = read_scalars(run_dir)
+    for tag in ["loss", "reg_loss", "neurons", "units/inputs", "units/hidden_1", "units/hidden_2"]:
+        assert [step for step, _ in scalars[tag]] == list(range(1, EPOCHS + 1)), tag
+    assert [step for step, _ in scalars["test/rmse"]] == [25, 50, 60]
+    assert [step for step, _ in scalars["test/loss"]] == [25, 50, 60]
+    units = summary["units_after"]
+    assert scalars["neurons"][-1][1] == units["inputs"] + sum(units["hidden"])
+    assert scalars["units/hidden_2"][-1][1] == units["hidden"][1]
+    assert scalars["test/rmse"][-1][1] == pytest.approx(summary["test"]["rmse"], rel=1e-6)
+    # The loss is the data loss alone: the penalty is its own tag.
+    assert all(value > 0 for _, value in scalars["reg_loss"])
+    config_text = read_events(run_dir)["config"][0][1].decode()
+    assert f"| epochs | {EPOCHS} |" in config_text
+
+
+def test_run_json_is_what_main_returned(short_run):
+    logdir, summary = short_run
+    (run_dir,) = logdir.iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record == json.loads(json.dumps(summary))
+    assert record["demo"] == "tensorflow" and record["status"] == "completed"
+    assert record["steps"] == EPOCHS and record["config"]["epochs"] == EPOCHS
+    assert record["units_before"] == {"inputs": 13, "hidden": [20, 15]}
+    assert record["dataset"]["feature_names"][-1] == "LSTAT"
+    assert set(record["test"]) == {"rmse", "loss"} and record["ms_per_step"] > 0
+    assert (run_dir / "pruned.keras").is_file()
+
+
+def test_same_seed_same_counts(short_run, tmp_path):
+    _, summary = short_run
+    again = demo_tensorflow.main(["--epochs", str(EPOCHS), "--group", "0.05", "--logdir",
+                                  str(tmp_path)])
+    assert again["units_after"] == summary["units_after"]
+    assert again["test"]["rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-5)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_a_real_tensorboard_serves_the_neurons_chart(short_run):
+    logdir, summary = short_run
+    (run_dir,) = logdir.iterdir()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+         "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline, points = time.monotonic() + 90, None
+        while time.monotonic() < deadline and not points:
+            time.sleep(1)
+            try:
+                query = urllib.parse.urlencode({"run": run_dir.name, "tag": "neurons"})
+                points = get_json(f"{base}/data/plugin/scalars/scalars?{query}")
+            except OSError:
+                continue  # not listening yet, or the run not loaded yet
+        assert points, "TensorBoard never served the neurons scalar"
+        assert [step for _, step, _ in points] == list(range(1, EPOCHS + 1))
+        units = summary["units_after"]
+        assert points[-1][2] == units["inputs"] + sum(units["hidden"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_digits_classification_end_to_end(tmp_path):
+    summary = demo_tensorflow.main(["--dataset", "digits", "--epochs", "30", "--batch-size",
+                                    "300", "--logdir", str(tmp_path)])
+    assert summary["status"] == "completed" and summary["steps"] == 30 * 5
+    assert 0.5 < summary["test"]["accuracy"] <= 1.0
+    assert summary["units_before"]["inputs"] == 64
+    (run_dir,) = tmp_path.iterdir()
+    assert [step for step, _ in read_scalars(run_dir)["test/accuracy"]][-1] == 150
+
+
+def test_interrupted_run_keeps_a_readable_record(tmp_path):
+    def interrupt(steps_done):
+        if steps_done >= 50:
+            raise KeyboardInterrupt
+
+    summary = demo_tensorflow.main(["--epochs", "1000", "--logdir", str(tmp_path)],
+                                   on_progress=interrupt)
+    (run_dir,) = tmp_path.iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == summary["status"] == "interrupted" and record["steps"] == 50
+    assert len(read_scalars(run_dir)["neurons"]) == 50
+
+
+def test_diverging_run_stops_with_status_diverged(tmp_path, capsys):
+    summary = demo_tensorflow.main(["--epochs", "200", "--lr", "1e30", "--logdir", str(tmp_path)])
+    assert summary["status"] == "diverged" and summary["steps"] < 200
+    assert "training stopped" in capsys.readouterr().err
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "diverged"
+    assert np.isfinite(read_scalars(run_dir)["neurons"][0][1])

@@ -1,0 +1,101 @@
+"""The penalty against NumPy, its gradient against finite differences, and the regularizer."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common import GroupSparse, group_lasso, sparse_group_lasso
+
+
+def numpy_group_lasso(kernel):
+    """Reference: one group per input unit (axis -2), everything else in the group."""
+    groups = np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)
+    return math.sqrt(groups.shape[1]) * np.sum(np.sqrt(np.sum(groups**2, axis=1)))
+
+
+@pytest.mark.parametrize("shape", [(13, 20), (20, 15), (15, 1), (3, 3, 4, 8), (5, 2, 6)])
+def test_group_lasso_matches_numpy(shape):
+    kernel = np.random.default_rng(sum(shape)).normal(size=shape).astype(np.float32)
+    expected = numpy_group_lasso(kernel.astype(np.float64))
+    assert float(group_lasso(kernel)) == pytest.approx(expected, rel=1e-5)
+    assert float(sparse_group_lasso(kernel)) == pytest.approx(
+        expected + np.abs(kernel).sum(), rel=1e-5)
+
+
+def test_original_hand_example():
+    kernel = np.array([[0, 0.1], [-0.3, 0.6], [0, 0]], dtype=np.float32)
+    expected = math.sqrt(2) * (0.1 + math.sqrt(0.45))
+    assert float(group_lasso(kernel)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_conv_group_is_everything_leaving_one_input_channel():
+    kernel = np.zeros((3, 3, 4, 8), np.float32)
+    kernel[:, :, 1, :] = 1.0  # only input channel 1 is alive: one group of 3*3*8 weights
+    assert float(group_lasso(kernel)) == pytest.approx(math.sqrt(72) * math.sqrt(72), rel=1e-6)
+
+
+def test_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    kernel = tf.Variable(rng.normal(size=(6, 4)), dtype=tf.float64)
+    regularizer = GroupSparse(group=0.7, l1=0.2, l2=0.1)
+    with tf.GradientTape() as tape:
+        value = regularizer(kernel)
+    gradient = tape.gradient(value, kernel).numpy()
+    step = 1e-6
+    numeric = np.zeros_like(gradient)
+    base = kernel.numpy()
+    for index in np.ndindex(base.shape):
+        plus, minus = base.copy(), base.copy()
+        plus[index] += step
+        minus[index] -= step
+        numeric[index] = (float(regularizer(tf.constant(plus))) -
+                          float(regularizer(tf.constant(minus)))) / (2 * step)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_is_finite_at_a_zero_group():
+    kernel = tf.Variable([[0.0, 0.0], [0.3, -0.4], [0.0, 0.0]])
+    with tf.GradientTape() as tape:
+        value = group_lasso(kernel)
+    gradient = tape.gradient(value, kernel).numpy()
+    assert np.all(np.isfinite(gradient))
+    np.testing.assert_allclose(gradient[0], 0.0)
+    # d/dw of sqrt(2) * ||w|| is sqrt(2) * w / ||w|| on the live row.
+    np.testing.assert_allclose(gradient[1], math.sqrt(2) * np.array([0.6, -0.8]), rtol=1e-6)
+    # The plain formula really is NaN there: the reason for the safe norm.
+    with tf.GradientTape() as tape:
+        naive = tf.reduce_sum(tf.sqrt(tf.reduce_sum(kernel**2, axis=1)))
+    assert np.isnan(tape.gradient(naive, kernel).numpy()).any()
+
+
+@pytest.mark.parametrize("argument", ["group", "l1", "l2"])
+@pytest.mark.parametrize("bad", [-1e-3, float("nan"), float("inf"), "strong"])
+def test_bad_strength_raises_value_error_naming_the_argument(argument, bad):
+    with pytest.raises(ValueError, match=argument):
+        GroupSparse(**{argument: bad})
+
+
+def test_regularizer_value_and_config():
+    kernel = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    regularizer = GroupSparse(group=1e-2, l1=1e-3, l2=1e-4)
+    expected = (1e-2 * numpy_group_lasso(kernel) + 1e-3 * np.abs(kernel).sum()
+                + 1e-4 * np.square(kernel).sum())
+    assert float(regularizer(kernel)) == pytest.approx(expected, rel=1e-5)
+    rebuilt = GroupSparse.from_config(regularizer.get_config())
+    assert rebuilt.get_config() == {"group": 1e-2, "l1": 1e-3, "l2": 1e-4}
+    assert keras.regularizers.deserialize(keras.regularizers.serialize(regularizer)).l1 == 1e-3
+
+
+def test_model_with_group_sparse_saves_and_loads_with_the_same_penalty(tmp_path):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(3, kernel_regularizer=GroupSparse(0.01, l1=0.002)),
+                              keras.layers.Dense(1, kernel_regularizer=GroupSparse(0.02))])
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded.layers[0].kernel_regularizer, GroupSparse)
+    assert float(sum(loaded.losses)) == pytest.approx(float(sum(model.losses)), rel=1e-6)
+    assert float(sum(loaded.losses)) > 0

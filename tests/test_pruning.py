@@ -1,0 +1,114 @@
+"""Pruning: the smaller model predicts what the thresholded original predicts."""
+
+import keras
+import numpy as np
+import pytest
+
+from common import GroupSparse, prune_model
+from common.pruning import thresholded_copy
+from tests.conftest import run_script
+
+
+def dense_model(widths, activations, weights):
+    model = keras.Sequential([keras.Input((widths[0],))])
+    for width, activation in zip(widths[1:], activations):
+        model.add(keras.layers.Dense(width, activation=activation,
+                                     kernel_regularizer=GroupSparse(1e-3)))
+    model.set_weights(weights)
+    return model
+
+
+def assert_same_predictions(model, pruned, report, threshold=1e-3, rows=200, seed=0):
+    x = np.random.default_rng(seed).uniform(-1, 1, size=(rows, model.input_shape[1]))
+    x = x.astype(np.float32)
+    expected = thresholded_copy(model, threshold).predict(x, verbose=0)
+    got = pruned.predict(x[:, report.kept_inputs], verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_hand_built_dead_rows_and_constant_unit_fold():
+    rng = np.random.default_rng(0)
+    first, second, third = (rng.normal(size=shape).astype(np.float32)
+                            for shape in [(5, 4), (4, 3), (3, 2)])
+    first[1] = 0.0  # input 1 is dead
+    second[2] = 0.0  # hidden_1 unit 2 is dead
+    first[:, 0] = 0.0  # hidden_1 unit 0 has no incoming weight: outputs relu(bias) constantly
+    biases = [np.array([0.7, 0.1, -0.2, 0.3], np.float32), rng.normal(size=3).astype(np.float32),
+              rng.normal(size=2).astype(np.float32)]
+    model = dense_model([5, 4, 3, 2], ["relu", "relu", None],
+                        [first, biases[0], second, biases[1], third, biases[2]])
+    pruned, report = prune_model(model, 1e-3, feature_names=list("abcde"))
+    assert report.architecture == "5-4-3-2 → 4-2-3-2"
+    assert report.kept_inputs == [0, 2, 3, 4] and report.kept_feature_names == list("acde")
+    assert report.folded_units == 1
+    assert report.params_before == 5 * 4 + 4 + 4 * 3 + 3 + 3 * 2 + 2
+    assert report.params_after == pruned.count_params() == 4 * 2 + 2 + 2 * 3 + 3 + 3 * 2 + 2
+    # The fold: hidden_2's bias took relu(0.7) times unit 0's outgoing row.
+    np.testing.assert_allclose(pruned.layers[1].bias.numpy(), biases[1] + 0.7 * second[0],
+                               rtol=1e-6)
+    assert_same_predictions(model, pruned, report)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_models_with_random_rows_zeroed(seed):
+    rng = np.random.default_rng(seed)
+    widths = [int(rng.integers(3, 12)) for _ in range(4)]
+    activations = ["relu", "tanh", "softmax"] if seed % 2 else ["relu", "relu", None]
+    weights = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        kernel = rng.normal(size=(fan_in, fan_out)).astype(np.float32)
+        kernel[rng.random(fan_in) < 0.4] = rng.uniform(0, 1e-3 / fan_out)  # inactive rows
+        weights += [kernel, rng.normal(size=fan_out).astype(np.float32)]
+    model = dense_model(widths, activations, weights)
+    pruned, report = prune_model(model, 1e-3)
+    assert report.params_after <= report.params_before
+    assert_same_predictions(model, pruned, report, seed=seed)
+
+
+def test_nothing_prunable_keeps_the_architecture_and_says_so():
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(size=shape).astype(np.float32) for shape in [(3, 4), (4,), (4, 1), (1,)]]
+    model = dense_model([3, 4, 1], ["relu", None], weights)
+    pruned, report = prune_model(model)
+    assert report.architecture_after == report.architecture_before == [3, 4, 1]
+    assert any("nothing to prune" in note for note in report.notes)
+    assert_same_predictions(model, pruned, report)
+
+
+def test_a_dead_hidden_layer_leaves_a_correct_constant_model(tmp_path):
+    rng = np.random.default_rng(2)
+    first = rng.normal(size=(4, 3)).astype(np.float32)
+    second = np.zeros((3, 2), np.float32)  # every hidden unit's outgoing row is zero
+    model = dense_model([4, 3, 2], ["relu", "softmax"],
+                        [first, np.ones(3, np.float32), second, np.array([0.5, -0.5], np.float32)])
+    pruned, report = prune_model(model)
+    assert any("predicts a constant" in note for note in report.notes)
+    assert report.kept_inputs == [0] and report.params_after == 1 * 2 + 2
+    assert_same_predictions(model, pruned, report)
+    pruned.save(tmp_path / "constant.keras")
+    loaded = keras.saving.load_model(tmp_path / "constant.keras")
+    np.testing.assert_allclose(loaded.predict(np.full((3, 1), 5.0, np.float32), verbose=0),
+                               [[0.7310586, 0.26894143]] * 3, rtol=1e-5)
+
+
+def test_pruned_model_loads_with_plain_keras_and_has_no_regularizer(tmp_path):
+    rng = np.random.default_rng(3)
+    first = rng.normal(size=(6, 5)).astype(np.float32)
+    first[[0, 4]] = 0.0
+    weights = [first, np.zeros(5, np.float32), rng.normal(size=(5, 1)).astype(np.float32),
+               np.zeros(1, np.float32)]
+    model = dense_model([6, 5, 1], ["relu", None], weights)
+    pruned, report = prune_model(model)
+    assert all(layer.kernel_regularizer is None for layer in pruned.layers)
+    pruned.save(tmp_path / "pruned.keras")
+    x = rng.uniform(-1, 1, size=(7, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x[:, report.kept_inputs])
+    np.save(tmp_path / "expected.npy", pruned.predict(x[:, report.kept_inputs], verbose=0))
+    # A fresh interpreter that never imports this repository's code.
+    check = ("import numpy as np, keras, sys\n"
+             f"m = keras.saving.load_model(r'{tmp_path / 'pruned.keras'}')\n"
+             f"p = m.predict(np.load(r'{tmp_path / 'x.npy'}'), verbose=0)\n"
+             f"assert np.allclose(p, np.load(r'{tmp_path / 'expected.npy'}'), atol=1e-6)\n"
+             "assert 'common' not in sys.modules\nprint('ok')\n")
+    result = run_script("-c", check, cwd=tmp_path)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
