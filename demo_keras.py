@@ -105,6 +105,8 @@ def train(config, data, on_progress=None):
                          wall_started, extra={"history_png": str(picture)},
                          footer=[("picture", str(picture))])
     if config.save_model:
+        # Compiled again without the recorder, which is a training aid, not part of the model.
+        model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
         model.save(config.save_model)
         print(f"  trained model saved to {config.save_model}")
     show_if_possible(picture, config)

@@ -12,6 +12,13 @@ sys.path.insert(0, str(ROOT))
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+    # Keras 3 converts tensors with np.array(x, copy=False), which NumPy 2 reports once per
+    # call; it is Keras' own conversion, not this project's code.
+    config.addinivalue_line("filterwarnings",
+                            "ignore:__array__ implementation doesn't accept a copy keyword")
+
+
 @pytest.fixture
 def boston():
     from common.data import load_dataset

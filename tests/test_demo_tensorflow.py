@@ -154,3 +154,20 @@ def test_diverging_run_stops_with_status_diverged(tmp_path, capsys):
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "diverged"
     assert np.isfinite(read_scalars(run_dir)["neurons"][0][1])
+
+
+def test_pruned_model_reproduces_the_reported_metric_from_the_surviving_features(short_run):
+    import keras
+
+    from common.data import load_dataset
+    from common.model import evaluate
+
+    logdir, summary = short_run
+    (run_dir,) = logdir.iterdir()
+    pruned = keras.saving.load_model(run_dir / "pruned.keras")
+    data = load_dataset("boston", seed=0)
+    kept = summary["pruned"]["kept_inputs"]
+    assert pruned.input_shape[1] == len(kept) == summary["units_after"]["inputs"]
+    metrics = evaluate(pruned, data, x=data.x_test[:, kept])
+    assert metrics["rmse"] == pytest.approx(summary["pruned"]["test"]["rmse"], rel=1e-6)
+    assert metrics["rmse"] == pytest.approx(summary["thresholded_test"]["rmse"], abs=1e-4)
