@@ -1,0 +1,26 @@
+"""The README's example runs as written, and its two commands are the ones CI runs."""
+
+import re
+
+from tests.conftest import ROOT
+
+
+def readme():
+    return (ROOT / "README.md").read_text()
+
+
+def test_the_reuse_example_runs_and_prunes(boston):
+    (example,) = re.findall(r"```python\n(.*?)```", readme(), flags=re.S)
+    namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
+    exec(compile(example, "README.md", "exec"), namespace)
+    history, report, smaller = namespace["history"], namespace["report"], namespace["smaller"]
+    assert history.records["epoch"] == list(range(1, 21))
+    assert len(history.records["units"][-1]) == 2
+    assert report.architecture.startswith("13-20-1 → ")
+    assert smaller.input_shape[1] == len(report.kept_inputs)
+
+
+def test_ci_runs_the_readme_test_command():
+    command = "python -m pytest -q tests"
+    assert f"pip install -r requirements-dev.txt && {command}" in readme()
+    assert command in (ROOT / ".ci" / "run").read_text()
