@@ -9,15 +9,8 @@ import dataclasses
 import math
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
-SOLVERS = ("subgradient", "proximal")
-STRATEGIES = ("none", "mirrored", "multiworker")
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.
 DEFAULT_EPOCHS = {"tensorflow": 1500, "keras": 2500}
-# Settings found by the benchmark (benchmarks/bench.py): a much smaller network at nearly
-# the same error. Each preset only overrides the fields it names.
-PRESETS = {
-    "compact": {"group": 3e-3, "l1": 1e-3},
-}
 
 
 @dataclasses.dataclass
@@ -37,10 +30,6 @@ class Config:
     logdir: str = "summaries"  # each run writes a new folder below this one
     eval_every: int = 25  # steps between two evaluations on the test split
     finetune: int = 0  # epochs to retrain the pruned model without penalty
-    solver: str = "subgradient"  # subgradient (penalty in the loss) or proximal (exact zeros)
-    freeze_zeros: bool = False  # proximal only: a group that reached zero stays zero
-    strategy: str = "none"  # tf.distribute strategy: none, mirrored or multiworker
-    preset: str | None = None  # named settings from PRESETS
     no_show: bool = False  # Keras demo: never open a plot window
     save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
 
@@ -117,12 +106,6 @@ def build_parser(demo):
         help="steps between test evaluations")
     add("--finetune", type=_non_negative_int, default=0,
         help="epochs to retrain the pruned model without penalty (default 0)")
-    add("--solver", choices=SOLVERS, default=defaults.solver,
-        help="subgradient: penalty in the loss (original); proximal: exact zeros")
-    add("--freeze-zeros", action="store_true", help="proximal: zeroed groups stay zero")
-    add("--strategy", choices=STRATEGIES, default=defaults.strategy,
-        help="tf.distribute strategy (default none)")
-    add("--preset", choices=sorted(PRESETS), help="named settings found by the benchmark")
     add("--no-show", action="store_true", help="Keras demo: save the plot, open no window")
     add("--save-model", metavar="PATH", type=_keras_path,
         help="Keras demo: save the trained model to PATH (.keras)")
@@ -134,31 +117,12 @@ def parse_config(argv=None, demo="tensorflow"):
     parser = build_parser(demo)
     args = parser.parse_args(argv)
     values = vars(args)
-    if args.preset:
-        explicit = _explicit_flags(parser, argv)
-        for field, value in PRESETS[args.preset].items():
-            if field not in explicit:
-                values[field] = value
     if args.csv_path is not None:
         values["dataset"] = "csv"
     if values["dataset"] == "csv" and (args.csv_path is None or args.target is None):
         parser.error("--csv PATH and --target COLUMN go together")
-    if args.freeze_zeros and args.solver != "proximal":
-        parser.error("--freeze-zeros only applies to --solver proximal")
     values["hidden"] = tuple(args.hidden)
     return Config(**values)
-
-
-def _explicit_flags(parser, argv):
-    """The destinations of the flags written on the command line (a preset never overrides them)."""
-    import sys
-
-    words = sys.argv[1:] if argv is None else list(argv)
-    explicit = set()
-    for action in parser._actions:
-        if any(word.split("=")[0] in action.option_strings for word in words):
-            explicit.add(action.dest)
-    return explicit
 
 
 def import_tensorflow_quietly():
