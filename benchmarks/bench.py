@@ -3,7 +3,7 @@
     python benchmarks/bench.py --quick            # about 2 minutes on 2 cores
     python benchmarks/bench.py --out benchmarks/results   # the full run behind the README
 
-Writes DIR/results.json and DIR/results.md. Speed variants are interleaved round by round
+Writes DIR/latest.json, DIR/results.md and DIR/sparsity.png. Speed variants are interleaved round by round
 so that machine noise hits them alike; each figure is the median over the rounds.
 """
 
@@ -331,7 +331,7 @@ def main(argv=None):
         results["sparsity"] = sparsity(args.quick)
     results["targets"] = targets(results["sparsity"])
     results["wall_seconds"] = time.perf_counter() - started
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "results.md").write_text(markdown(results))
     plot(results, out / "sparsity.png")
     print(markdown(results))
