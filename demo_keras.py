@@ -8,13 +8,17 @@ every Dense layer, and a picture of the active units falling during training.
     python demo_keras.py --no-show       # save the picture without opening a window
     python demo_keras.py --help          # every flag (shared with demo_tensorflow.py)
 
-Each run writes a new folder summaries/<UTC time>-keras/ with history.png, a run.json
-summary and pruned.keras, the network with the switched-off units removed.
+Each run writes a new folder summaries/<UTC time>-keras/ with history.png (and its numbers,
+history.csv), a run.json summary and pruned.keras, the network with the switched-off units
+removed.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.config import import_tensorflow_quietly, parse_config
@@ -39,29 +43,52 @@ def train(config, data, on_progress=None):
     import keras
 
     from common.counting import count_active_units
-    from common.model import build_model, evaluate, loss_name, make_regularizer, training_batches
+    from common.distribute import is_chief, make_strategy, replica_batches
+    from common.model import (build_model, evaluate, loss_name, make_optimizer, make_regularizer,
+                              training_batches)
     from common.monitor import UnitHistory
     from common.report import ProgressBar, finish_run, new_run_dir, print_config
 
     wall_started = time.perf_counter()
+    strategy = make_strategy(config.strategy)  # first: multi-worker set-up precedes other ops
+    chief = is_chief(strategy)  # only the chief writes the picture and files
     keras.utils.set_random_seed(config.seed)
-    run_dir = new_run_dir(config.logdir, DEMO)
+    run_dir = new_run_dir(config.logdir, DEMO) if chief else Path(tempfile.mkdtemp())
     print_config(config, DEMO)
 
-    # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty.
-    model = build_model(data, config.hidden, make_regularizer(config))
+    # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty. With
+    # --solver proximal the penalty is not in the loss: the optimizer applies it exactly.
+    with strategy.scope():
+        regularizer = make_regularizer(config)
+        model = build_model(data, config.hidden, regularizer)
     units_before = count_active_units(model, config.threshold)
 
     # One fit() epoch runs `chunk` data epochs inside one graph call (steps_per_execution):
     # a fit() epoch per data epoch costs ~7 ms of Keras bookkeeping, 20 times a step.
     # StepRecorder still writes one row per step, so the history has a point per epoch.
-    batches, steps_per_epoch = training_batches(data, config.batch_size, config.seed)
+    # Under a strategy each replica gets its piece of every global batch; Keras' fit divides
+    # each replica's loss, the penalty included, by the number of replicas. Keras 3's fit
+    # under a strategy needs equal pieces and one step per graph call (keras-team/keras#19246).
+    replicas = strategy.num_replicas_in_sync
+    if config.strategy == "none":
+        batches, steps_per_epoch = training_batches(data, config.batch_size, config.seed)
+    else:
+        batches, steps_per_epoch = replica_batches(strategy, data, config.batch_size,
+                                                   config.seed, even=True)
+        rows, batch = len(data.x_train), min(config.batch_size or len(data.x_train),
+                                             len(data.x_train))
+        if batch % replicas or rows % batch % replicas:
+            print(f"note: Keras' fit needs batches that split evenly over {replicas} "
+                  f"replicas, so up to {replicas - 1} rows of a batch are left out",
+                  file=sys.stderr)
     chunk = max(size for size in range(1, config.eval_every + 1) if config.epochs % size == 0)
-    history = UnitHistory(model, data.task, config.threshold, steps_per_epoch,
-                          capacity=chunk * steps_per_epoch,
-                          evaluate_test=lambda trained: evaluate(trained, data))
-    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss_name(data.task),
-                  metrics=[history.recorder], steps_per_execution=chunk * steps_per_epoch)
+    steps_per_execution = chunk * steps_per_epoch if config.strategy == "none" else 1
+    with strategy.scope():
+        history = UnitHistory(model, data.task, config.threshold, steps_per_epoch,
+                              capacity=chunk * steps_per_epoch,
+                              evaluate_test=lambda trained: evaluate(trained, data))
+        model.compile(optimizer=make_optimizer(config, regularizer), loss=loss_name(data.task),
+                      metrics=[history.recorder], steps_per_execution=steps_per_execution)
 
     progress = ProgressBar(config.epochs)
     timing = {"seconds": 0.0, "steps": 0}
@@ -99,18 +126,47 @@ def train(config, data, on_progress=None):
     # The picture and the record: saved whatever the status, so nothing done is lost.
     picture = run_dir / "history.png"
     plot_history(history.records, data, config, picture, status)
+    write_history_csv(history.records, run_dir / "history.csv")
     ms_per_step = 1000.0 * timing["seconds"] / timing["steps"] if timing["steps"] else None
+    final_loss = history.records["loss"][-1] if history.records["loss"] else None
     summary = finish_run(DEMO, config, data, model, run_dir, status, units_before,
                          len(history.records["epoch"]) * steps_per_epoch, ms_per_step,
-                         wall_started, extra={"history_png": str(picture)},
+                         wall_started, extra={"history_png": str(picture),
+                                              "final_loss": final_loss,
+                                              "num_replicas": replicas,
+                                              "chief": chief},
                          footer=[("picture", str(picture))])
+    if not chief:  # a worker's files are the chief's duplicates
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return summary
     if config.save_model:
         # Compiled again without the recorder, which is a training aid, not part of the model.
-        model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
+        with strategy.scope():
+            model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
         model.save(config.save_model)
         print(f"  trained model saved to {config.save_model}")
     show_if_possible(picture, config)
     return summary
+
+
+def write_history_csv(records, path):
+    """The numbers behind the picture: one row per epoch, the test metrics where evaluated."""
+    import csv
+
+    num_layers = len(records["units"][0]) if records["units"] else 0
+    layers = ["inputs"] + [f"hidden_{index}" for index in range(1, num_layers)]
+    test = dict(zip(records["test_epoch"], records["test"]))
+    test_names = sorted({name for metrics in records["test"] for name in metrics})
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["epoch", "loss", "penalty", *layers, "neurons",
+                         *[f"test_{name}" for name in test_names]])
+        for epoch, loss, penalty, units in zip(records["epoch"], records["loss"],
+                                               records["penalty"], records["units"]):
+            tested = test.get(epoch, {})
+            writer.writerow([epoch, f"{loss:.6g}", f"{penalty:.6g}", *units, sum(units),
+                             *[f"{tested[name]:.6g}" if name in tested else ""
+                               for name in test_names]])
 
 
 def plot_history(records, data, config, path, status):

@@ -13,8 +13,11 @@ run.json summary and pruned.keras, the network with the switched-off units remov
 """
 
 import math
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.config import import_tensorflow_quietly, parse_config
@@ -40,26 +43,61 @@ def train(config, data, on_progress=None):
     import tensorflow as tf
 
     from common.counting import active_counts, count_active_units, unit_kernels
-    from common.model import build_model, data_loss, evaluate, make_regularizer, training_batches
+    from common.distribute import is_chief, make_strategy, replica_batches
+    from common.model import build_model, evaluate, make_optimizer, make_regularizer, row_losses
+    from common.penalties import penalty_value
     from common.report import ProgressBar, finish_run, new_run_dir, print_config
 
     wall_started = time.perf_counter()
+    strategy = make_strategy(config.strategy)  # first: multi-worker set-up precedes other ops
+    chief = is_chief(strategy)  # only the chief writes summaries and files
     keras.utils.set_random_seed(config.seed)
-    run_dir = new_run_dir(config.logdir, DEMO)
+    run_dir = new_run_dir(config.logdir, DEMO) if chief else Path(tempfile.mkdtemp())
     print_config(config, DEMO)
 
-    # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty.
-    model = build_model(data, config.hidden, make_regularizer(config))
-    optimizer = keras.optimizers.Adam(config.lr)
+    # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty. With
+    # --solver proximal the penalty is not in the loss: the optimizer applies it exactly.
+    with strategy.scope():
+        regularizer = make_regularizer(config)
+        model = build_model(data, config.hidden, regularizer)
+        optimizer = make_optimizer(config, regularizer)
+        optimizer.build(model.trainable_variables)  # its variables, before the graph is traced
+    proximal = regularizer is not None and regularizer.proximal
+    replicas = strategy.num_replicas_in_sync
     kernels = unit_kernels(model)
     unit_names = ["inputs"] + [f"hidden_{index}" for index in range(1, len(kernels))]
     units_before = count_active_units(model, config.threshold)
 
-    batches, steps_per_epoch = training_batches(data, config.batch_size, config.seed)
+    # Each replica gets its piece of every global batch, and the global batch's row count.
+    batches, steps_per_epoch = replica_batches(strategy, data, config.batch_size, config.seed,
+                                               with_rows=True)
     batch_iterator = iter(batches)
     total_steps = config.epochs * steps_per_epoch
-    writer = tf.summary.create_file_writer(str(run_dir))
+    writer = (tf.summary.create_file_writer(str(run_dir)) if chief
+              else tf.summary.create_noop_writer())
     write_config(writer, config)
+
+    def steps_done():
+        return int(optimizer.iterations.numpy())
+
+    def replica_step(x, y, global_rows=None):
+        """One step on this replica's rows; the optimizer sums the replicas' gradients."""
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            if global_rows is None:  # one replica: the batch is the global batch
+                loss = tf.reduce_mean(row_losses(data.task, y, predictions))
+            else:  # this replica's share of the global batch's mean data loss
+                loss = tf.reduce_sum(row_losses(data.task, y, predictions)) / tf.cast(
+                    global_rows, tf.float32)
+            if proximal:  # the optimizer's proximal step applies it; log its value only
+                penalty = tf.stop_gradient(penalty_value(model))
+                objective = loss
+            else:  # the regularizers' losses, as in Keras' fit(), shared among the replicas
+                penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+                objective = loss + penalty / replicas
+        gradients = tape.gradient(objective, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss, penalty
 
     @tf.function
     def train_steps(num_steps):
@@ -67,15 +105,9 @@ def train(config, data, on_progress=None):
         loss, penalty = tf.constant(0.0), tf.constant(0.0)
         counts = tf.zeros([len(kernels)], tf.int32)
         for _ in tf.range(num_steps):
-            x, y = next(batch_iterator)
-            with tf.GradientTape() as tape:
-                predictions = model(x, training=True)
-                loss = data_loss(data.task, y, predictions)
-                # The penalty enters the loss as the regularizers' losses, as in Keras' fit().
-                penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-                objective = loss + penalty
-            gradients = tape.gradient(objective, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            losses, penalties = strategy.run(replica_step, args=next(batch_iterator))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+            penalty = strategy.reduce(tf.distribute.ReduceOp.MEAN, penalties, axis=None)
             counts = active_counts(kernels, config.threshold)
             # name_scope(None): tags read "neurons", not "while/neurons" (the loop's scope).
             with writer.as_default(step=optimizer.iterations), tf.compat.v1.name_scope(None):
@@ -84,36 +116,36 @@ def train(config, data, on_progress=None):
                 tf.summary.scalar("neurons", tf.reduce_sum(counts))
                 for index, name in enumerate(unit_names):
                     tf.summary.scalar(f"units/{name}", counts[index])
-            if not tf.math.is_finite(objective):
+            if not tf.math.is_finite(loss + penalty):
                 break
         return loss, penalty, counts
 
     # Train in chunks of eval_every steps: one graph call each, then a test evaluation.
-    status, train_seconds, timed_steps = "completed", 0.0, 0
+    status, train_seconds, timed_steps, loss = "completed", 0.0, 0, None
     progress = ProgressBar(total_steps)
     try:
-        while int(optimizer.iterations) < total_steps:
-            done = int(optimizer.iterations)
+        while steps_done() < total_steps:
+            done = steps_done()
             chunk = min(config.eval_every, total_steps - done)
             started = time.perf_counter()
             loss, penalty, counts = train_steps(tf.constant(chunk))
             loss, penalty = float(loss), float(penalty)  # waits for the graph call to end
             if done > 0:  # the first call also traces the graph: keep it out of the timing
                 train_seconds += time.perf_counter() - started
-                timed_steps += int(optimizer.iterations) - done
+                timed_steps += steps_done() - done
             if not (math.isfinite(loss) and math.isfinite(penalty)):
                 status = "diverged"
-                print(f"\nthe loss became {loss + penalty} at step {int(optimizer.iterations)}: "
+                print(f"\nthe loss became {loss + penalty} at step {steps_done()}: "
                       "training stopped (try a smaller --lr)", file=sys.stderr)
                 break
             test = evaluate(model, data)
-            with writer.as_default(step=int(optimizer.iterations)):
+            with writer.as_default(step=steps_done()):
                 for name, value in test.items():
                     tf.summary.scalar(f"test/{name}", value)
-            progress.update(int(optimizer.iterations), loss=f"{loss:.4f}",
+            progress.update(steps_done(), loss=f"{loss:.4f}",
                             units=int(sum(counts.numpy())))
             if on_progress is not None:
-                on_progress(int(optimizer.iterations))
+                on_progress(steps_done())
     except KeyboardInterrupt:
         status = "interrupted"
         print("\ninterrupted: keeping what was done so far", file=sys.stderr)
@@ -123,9 +155,12 @@ def train(config, data, on_progress=None):
 
     ms_per_step = 1000.0 * train_seconds / timed_steps if timed_steps else None
     summary = finish_run(DEMO, config, data, model, run_dir, status, units_before,
-                         int(optimizer.iterations), ms_per_step, wall_started,
+                         steps_done(), ms_per_step, wall_started,
+                         extra={"final_loss": loss, "num_replicas": replicas, "chief": chief},
                          footer=[("view it with", f"tensorboard --logdir {config.logdir}")])
     writer.close()
+    if not chief:  # a worker's files are the chief's duplicates
+        shutil.rmtree(run_dir, ignore_errors=True)
     return summary
 
 

@@ -8,10 +8,22 @@ from common.penalties import GroupSparse
 
 
 def make_regularizer(config):
-    """GroupSparse with the config's strengths; None when every strength is 0."""
+    """GroupSparse with the config's strengths and solver; None when every strength is 0."""
     if config.group == 0 and config.l1 == 0 and config.l2 == 0:
         return None
-    return GroupSparse(group=config.group, l1=config.l1, l2=config.l2)
+    return GroupSparse(group=config.group, l1=config.l1, l2=config.l2,
+                       proximal=config.solver == "proximal")
+
+
+def make_optimizer(config, regularizer):
+    """Adam with the config's learning rate; wrapped in a ProximalOptimizer when the
+    regularizer is applied proximally."""
+    optimizer = keras.optimizers.Adam(config.lr)
+    if regularizer is not None and regularizer.proximal:
+        from common.proximal import ProximalOptimizer
+
+        optimizer = ProximalOptimizer(optimizer, freeze_zeros=config.freeze_zeros)
+    return optimizer
 
 
 def build_model(data, hidden, regularizer=None):
@@ -50,11 +62,16 @@ def training_batches(data, batch_size, seed):
     return dataset.repeat().prefetch(tf.data.AUTOTUNE), steps_per_epoch
 
 
-def data_loss(task, y_true, y_pred):
-    """Mean squared error, or cross-entropy on the softmax output: the loss without penalty."""
+def row_losses(task, y_true, y_pred):
+    """The data loss of each row: squared error, or cross-entropy on the softmax output."""
     if task == "classification":
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
-    return ops.mean(ops.square(y_pred - y_true))
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    return ops.sum(ops.square(y_pred - y_true), axis=-1)
+
+
+def data_loss(task, y_true, y_pred):
+    """Mean squared error, or mean cross-entropy: the loss without penalty."""
+    return ops.mean(row_losses(task, y_true, y_pred))
 
 
 def loss_name(task):

@@ -19,6 +19,7 @@ from keras import ops
 
 from common.counting import active_counts, unit_kernels
 from common.model import data_loss
+from common.penalties import penalty_value
 
 
 class StepRecorder(keras.metrics.Metric):
@@ -32,14 +33,16 @@ class StepRecorder(keras.metrics.Metric):
         self.threshold = threshold
         self.capacity = capacity
         self.num_layers = len(unit_kernels(model))
+        # Under tf.distribute each replica writes its row: the stored row is their mean (the
+        # weights, hence penalty and counts, are the same on every replica).
         self.rows = self.add_variable(shape=(capacity, 2 + self.num_layers),
-                                      initializer="zeros", name="rows")
-        self.count = self.add_variable(shape=(), dtype="int32", initializer="zeros", name="count")
+                                      initializer="zeros", name="rows", aggregation="mean")
+        self.count = self.add_variable(shape=(), dtype="int32", initializer="zeros", name="count",
+                                       aggregation="only_first_replica")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         model = self._model[0]
-        losses = model.losses
-        penalty = ops.sum(ops.stack(losses)) if losses else ops.zeros(())
+        penalty = penalty_value(model)  # also counts a penalty applied by a proximal step
         counts = ops.cast(active_counts(unit_kernels(model), self.threshold), "float32")
         row = ops.concatenate([
             ops.stack([ops.cast(data_loss(self.task, y_true, y_pred), "float32"),

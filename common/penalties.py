@@ -64,14 +64,20 @@ class GroupSparse(keras.regularizers.Regularizer):
 
     GroupSparse(group=1e-3) is the original demos' penalty; adding l1 > 0 gives the sparse
     group Lasso. A model using it saves to .keras and loads back once this module is imported.
+
+    With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
+    `common.proximal.ProximalOptimizer` applies it instead, as an exact proximal step after
+    each optimizer step. `value(kernel)` gives the penalty's value in both modes.
     """
 
-    def __init__(self, group=1e-3, l1=0.0, l2=0.0):
+    def __init__(self, group=1e-3, l1=0.0, l2=0.0, proximal=False):
         self.group = _checked_strength("group", group)
         self.l1 = _checked_strength("l1", l1)
         self.l2 = _checked_strength("l2", l2)
+        self.proximal = bool(proximal)
 
-    def __call__(self, kernel):
+    def value(self, kernel):
+        """The penalty of `kernel`, whichever way it is applied."""
         penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
         if self.group:
             penalty = penalty + self.group * group_lasso(kernel)
@@ -81,5 +87,26 @@ class GroupSparse(keras.regularizers.Regularizer):
             penalty = penalty + self.l2 * ops.sum(ops.square(kernel))
         return penalty
 
+    def __call__(self, kernel):
+        if self.proximal:  # applied by the optimizer, not through the loss's gradient
+            return ops.convert_to_tensor(0.0, dtype=kernel.dtype)
+        return self.value(kernel)
+
     def get_config(self):
-        return {"group": self.group, "l1": self.l1, "l2": self.l2}
+        return {"group": self.group, "l1": self.l1, "l2": self.l2, "proximal": self.proximal}
+
+
+def penalty_value(model):
+    """The total penalty of `model`'s regularized weights at their current values.
+
+    Equals the sum of `model.losses` from weight regularizers, except that GroupSparse
+    penalties applied by a proximal step count too (they add 0 to the loss).
+    """
+    terms = []
+    for variable in model.trainable_variables:
+        regularizer = getattr(variable, "regularizer", None)
+        if isinstance(regularizer, GroupSparse):
+            terms.append(regularizer.value(variable))
+        elif regularizer is not None:
+            terms.append(regularizer(variable))
+    return ops.sum(ops.stack(terms)) if terms else ops.zeros(())

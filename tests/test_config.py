@@ -59,3 +59,27 @@ def test_scripts_report_bad_input_in_one_sentence(script, tmp_path):
     result = run_script(script, "--csv", str(bad_csv), "--target", "y")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {bad_csv}, line 3, column 'y': 'oops' is not a number"
+
+
+def test_solver_flags_and_their_threshold():
+    assert parse_config([]).threshold == 1e-3 and parse_config([]).solver == "subgradient"
+    proximal = parse_config(["--solver", "proximal", "--freeze-zeros"])
+    assert proximal.threshold == 0.0 and proximal.freeze_zeros
+    assert parse_config(["--solver", "proximal", "--threshold", "0.01"]).threshold == 0.01
+
+
+def test_freeze_zeros_needs_the_proximal_solver(capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(["--freeze-zeros"])
+    assert stop.value.code == 2
+    assert "--freeze-zeros needs --solver proximal" in capsys.readouterr().err
+
+
+def test_preset_compact_fills_in_what_was_not_given():
+    compact = parse_config(["--preset", "compact"])
+    assert (compact.solver, compact.freeze_zeros, compact.group) == ("proximal", True, 3e-3)
+    assert compact.finetune == 1000 and compact.threshold == 0.0 and compact.preset == "compact"
+    digits = parse_config(["--preset", "compact", "--dataset", "digits", "--group=1e-3"])
+    assert digits.group == 1e-3 and digits.l1 > 0 and digits.solver == "proximal"
+    mine = parse_config(["--preset", "compact", "--solver", "subgradient", "--finetune", "0"])
+    assert mine.solver == "subgradient" and not mine.freeze_zeros and mine.finetune == 0

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from common import GroupSparse, group_lasso, sparse_group_lasso
+from common.penalties import penalty_value
 
 
 def numpy_group_lasso(kernel):
@@ -85,8 +86,31 @@ def test_regularizer_value_and_config():
                 + 1e-4 * np.square(kernel).sum())
     assert float(regularizer(kernel)) == pytest.approx(expected, rel=1e-5)
     rebuilt = GroupSparse.from_config(regularizer.get_config())
-    assert rebuilt.get_config() == {"group": 1e-2, "l1": 1e-3, "l2": 1e-4}
+    assert rebuilt.get_config() == {"group": 1e-2, "l1": 1e-3, "l2": 1e-4, "proximal": False}
     assert keras.regularizers.deserialize(keras.regularizers.serialize(regularizer)).l1 == 1e-3
+
+
+def test_a_proximal_regularizer_adds_nothing_to_the_loss_but_keeps_its_value():
+    kernel = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    subgradient = GroupSparse(group=1e-2, l1=1e-3)
+    proximal = GroupSparse(group=1e-2, l1=1e-3, proximal=True)
+    assert float(proximal(kernel)) == 0.0
+    assert float(proximal.value(kernel)) == pytest.approx(float(subgradient(kernel)), rel=1e-7)
+    rebuilt = keras.regularizers.deserialize(keras.regularizers.serialize(proximal))
+    assert rebuilt.proximal and rebuilt.group == 1e-2
+
+
+def test_penalty_value_sums_every_regularized_weight():
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(3, kernel_regularizer=GroupSparse(0.01, proximal=True)),
+        keras.layers.Dense(2, kernel_regularizer=keras.regularizers.L2(0.1)),
+        keras.layers.Dense(1)])
+    kernels = [layer.kernel.numpy() for layer in model.layers]
+    expected = 0.01 * numpy_group_lasso(kernels[0]) + 0.1 * np.square(kernels[1]).sum()
+    assert float(penalty_value(model)) == pytest.approx(expected, rel=1e-6)
+    assert float(sum(model.losses)) == pytest.approx(0.1 * np.square(kernels[1]).sum(), rel=1e-6)
 
 
 def test_model_with_group_sparse_saves_and_loads_with_the_same_penalty(tmp_path):

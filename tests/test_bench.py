@@ -1,0 +1,40 @@
+"""The benchmark end to end at its smoke size: every part runs and writes what it promises."""
+
+import json
+import math
+
+from PIL import Image
+
+from tests.conftest import run_script
+
+ROW_KEYS = {"dataset", "penalty", "lambda", "seeds", "metric", "metric_mean", "metric_sd",
+            "inputs_kept_mean", "inputs_total", "hidden_kept_mean", "hidden_total",
+            "params_after_mean", "solver"}
+
+
+def test_smoke_run_writes_results_table_and_picture(tmp_path):
+    result = run_script("benchmarks/bench.py", "--smoke", "--out", str(tmp_path), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert not (tmp_path / "latest.json").exists()  # only a full run replaces latest.json
+    assert results["mode"] == "smoke" and results["versions"]["tensorflow"]
+    speed = results["speed"]
+    for key in ["tf_loop_ms_per_step", "plain_loop_ms_per_step", "keras_fit_ms_per_step",
+                "naive_keras_ms_per_step", "tf_loop_proximal_ms_per_step"]:
+        assert speed[key] > 0
+    assert set(speed["ratios"]) == {"monitoring_overhead_tf_over_plain", "keras_over_tf",
+                                    "speedup_naive_over_keras"}
+    rows = results["sparsity"]
+    assert rows and all(ROW_KEYS <= set(row) for row in rows)
+    assert {row["solver"] for row in rows} == {"subgradient", "proximal"}
+    assert {row["penalty"] for row in rows} == {"none", "l2", "l1", "gl", "sgl"}
+    assert any(row["preset"] == "compact" for row in rows)
+    for row in rows:
+        assert math.isfinite(row["metric_mean"])
+        assert 0 <= row["inputs_kept_mean"] <= row["inputs_total"]
+        assert 0 <= row["hidden_kept_mean"] <= row["hidden_total"]
+    assert isinstance(results["targets"]["boston"]["met"], bool)
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("\n| boston |") == len(rows)
+    with Image.open(tmp_path / "sparsity.png") as image:
+        assert image.format == "PNG" and image.width >= 600
