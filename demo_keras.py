@@ -4,9 +4,10 @@ The original experiment of Scardapane et al. (2017) as the Keras demo had it: a
 13-20-15-1 network on the Boston housing data, `GroupSparse` as the kernel_regularizer of
 every Dense layer, and a picture of the active units falling during training.
 
-    python demo_keras.py                 # the original run: 2500 full-batch epochs
-    python demo_keras.py --no-show       # save the picture without opening a window
-    python demo_keras.py --help          # every flag (shared with demo_tensorflow.py)
+    python demo_keras.py                    # the original run: 2500 full-batch epochs
+    python demo_keras.py --no-show          # save the picture without opening a window
+    python demo_keras.py --preset compact   # the smallest networks of the benchmark
+    python demo_keras.py --help             # every flag (shared with demo_tensorflow.py)
 
 Each run writes a new folder summaries/<UTC time>-keras/ with history.png (and its numbers,
 history.csv), a run.json summary and pruned.keras, the network with the switched-off units

@@ -4,9 +4,11 @@ The original experiment of Scardapane et al. (2017): a 13-20-15-1 network on the
 housing data, with a group Lasso penalty on every unit's outgoing weights. Whole rows of
 the kernels go to zero during training, and the number of active units (`neurons`) falls.
 
-    python demo_tensorflow.py                 # the original run: 1500 full-batch steps
-    python demo_tensorflow.py --help          # every flag (shared with demo_keras.py)
-    tensorboard --logdir summaries            # then open http://localhost:6006
+    python demo_tensorflow.py                      # the original run: 1500 full-batch steps
+    python demo_tensorflow.py --solver proximal    # exact zeros (common/proximal.py)
+    python demo_tensorflow.py --strategy mirrored  # every GPU of this machine
+    python demo_tensorflow.py --help               # every flag (shared with demo_keras.py)
+    tensorboard --logdir summaries                 # then open http://localhost:6006
 
 Each run writes a new folder summaries/<UTC time>-tensorflow/ with the event files, a
 run.json summary and pruned.keras, the network with the switched-off units removed.

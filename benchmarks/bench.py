@@ -373,8 +373,11 @@ def markdown(results):
         solver = row["solver"] + (" + frozen zeros" if row["freeze_zeros"] else "") + (
             " (--preset compact)" if row["preset"] else "") + (
             f" + {row['finetune_epochs']} epochs fine-tuning" if row["finetune_epochs"] else "")
+        strength = f"{row['lambda']:.2e}"
+        if row["penalty"] == "sgl" and row.get("l1") not in (None, row["lambda"]):
+            strength += f" (l1 {row['l1']:.2e})"
         lines.append(
-            f"| {row['dataset']} | {row['penalty']} | {row['lambda']:.2e} | {solver} | "
+            f"| {row['dataset']} | {row['penalty']} | {strength} | {solver} | "
             f"{row['metric']} "
             f"{row['metric_mean']:.4f} ± {row['metric_sd']:.4f} | "
             f"{row['inputs_kept_mean']:.1f}/{row['inputs_total']} | "

@@ -69,22 +69,13 @@ def replica_batches(strategy, data, batch_size, seed, with_rows=False, even=Fals
     """
     import tensorflow as tf
 
-    num_rows = len(data.x_train)
-    batch_size = min(batch_size or num_rows, num_rows)
+    from common.model import epoch_batches, training_batches
 
     if strategy.num_replicas_in_sync == 1:  # one device: the plain stream, no pieces
-        from common.model import training_batches
-
         return training_batches(data, batch_size, seed)
 
     def dataset_fn(context):
-        if batch_size == num_rows:
-            batches = tf.data.Dataset.from_tensors((data.x_train, data.y_train)).cache()
-        else:
-            batches = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-                       .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-                       .batch(batch_size))
-        batches = batches.repeat()
+        batches = epoch_batches(data, batch_size, seed).repeat()
         replicas = context.num_replicas_in_sync
         local = replicas // context.num_input_pipelines
         first = context.input_pipeline_id * local
@@ -104,5 +95,6 @@ def replica_batches(strategy, data, batch_size, seed, with_rows=False, even=Fals
 
         return batches.flat_map(pieces).prefetch(tf.data.AUTOTUNE)
 
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
-    return dataset, -(-num_rows // batch_size)
+    num_rows = len(data.x_train)
+    steps_per_epoch = -(-num_rows // min(batch_size or num_rows, num_rows))
+    return strategy.distribute_datasets_from_function(dataset_fn), steps_per_epoch

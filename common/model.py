@@ -42,24 +42,30 @@ def build_model(data, hidden, regularizer=None):
     return keras.Sequential(layers, name="group_sparse_net")
 
 
-def training_batches(data, batch_size, seed):
-    """An endless tf.data stream of training batches and the number of steps per epoch.
+def epoch_batches(data, batch_size, seed):
+    """One epoch of training batches as a tf.data stream (repeat it for more).
 
-    Full batch (batch_size None) repeats one cached batch; otherwise the rows are
-    reshuffled every epoch in a seeded order.
+    Full batch (batch_size None) is one cached batch; otherwise the rows are reshuffled
+    every epoch in a seeded order.
     """
     import tensorflow as tf
 
     num_rows = len(data.x_train)
-    batch_size = min(batch_size or num_rows, num_rows)
-    if batch_size == num_rows:
-        dataset = tf.data.Dataset.from_tensors((data.x_train, data.y_train)).cache()
-    else:
-        dataset = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-                   .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-                   .batch(batch_size))
-    steps_per_epoch = -(-num_rows // batch_size)
-    return dataset.repeat().prefetch(tf.data.AUTOTUNE), steps_per_epoch
+    if min(batch_size or num_rows, num_rows) == num_rows:
+        return tf.data.Dataset.from_tensors((data.x_train, data.y_train)).cache()
+    return (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+            .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size))
+
+
+def training_batches(data, batch_size, seed):
+    """An endless tf.data stream of training batches and the number of steps per epoch."""
+    import tensorflow as tf
+
+    num_rows = len(data.x_train)
+    steps_per_epoch = -(-num_rows // min(batch_size or num_rows, num_rows))
+    dataset = epoch_batches(data, batch_size, seed).repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch
 
 
 def row_losses(task, y_true, y_pred):
