@@ -71,7 +71,7 @@ def train(config, data, on_progress=None):
     # each replica's loss, the penalty included, by the number of replicas. Keras 3's fit
     # under a strategy needs equal pieces and one step per graph call (keras-team/keras#19246).
     replicas = strategy.num_replicas_in_sync
-    if config.strategy == "none":
+    if replicas == 1:
         batches, steps_per_epoch = training_batches(data, config.batch_size, config.seed)
     else:
         batches, steps_per_epoch = replica_batches(strategy, data, config.batch_size,
@@ -83,7 +83,7 @@ def train(config, data, on_progress=None):
                   f"replicas, so up to {replicas - 1} rows of a batch are left out",
                   file=sys.stderr)
     chunk = max(size for size in range(1, config.eval_every + 1) if config.epochs % size == 0)
-    steps_per_execution = chunk * steps_per_epoch if config.strategy == "none" else 1
+    steps_per_execution = chunk * steps_per_epoch if replicas == 1 else 1
     with strategy.scope():
         history = UnitHistory(model, data.task, config.threshold, steps_per_epoch,
                               capacity=chunk * steps_per_epoch,
@@ -193,12 +193,12 @@ def plot_history(records, data, config, path, status):
     names = ["inputs"] + [f"hidden_{index}" for index in range(1, len(units))]
     for name, counts in zip(names, units):
         units_axis.plot(epochs, counts, label=name)
-    if units:
+    if units:  # none when the very first epoch diverged
         units_axis.plot(epochs, [sum(row) for row in records["units"]], color="black",
                         label="total (neurons)")
+        units_axis.legend(loc="upper right")
     units_axis.set_ylabel("active units")
     units_axis.set_xlabel("epoch")
-    units_axis.legend(loc="upper right")
     hidden = "-".join(map(str, config.hidden))
     figure.suptitle(f"{data.name}: {data.num_features}-{hidden}-{data.num_outputs}, "
                     f"group {config.group:g}, l1 {config.l1:g}, l2 {config.l2:g}, "
