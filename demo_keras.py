@@ -15,11 +15,8 @@ removed.
 """
 
 import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.config import import_tensorflow_quietly, parse_config
@@ -54,7 +51,7 @@ def train(config, data, on_progress=None):
     strategy = make_strategy(config.strategy)  # first: multi-worker set-up precedes other ops
     chief = is_chief(strategy)  # only the chief writes the picture and files
     keras.utils.set_random_seed(config.seed)
-    run_dir = new_run_dir(config.logdir, DEMO) if chief else Path(tempfile.mkdtemp())
+    run_dir = new_run_dir(config.logdir, DEMO, chief)
     print_config(config, DEMO)
 
     # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty. With
@@ -134,13 +131,9 @@ def train(config, data, on_progress=None):
                          len(history.records["epoch"]) * steps_per_epoch, ms_per_step,
                          wall_started, extra={"history_png": str(picture),
                                               "final_loss": final_loss,
-                                              "num_replicas": replicas,
-                                              "chief": chief},
-                         footer=[("picture", str(picture))])
-    if not chief:  # a worker's files are the chief's duplicates
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return summary
-    if config.save_model:
+                                              "num_replicas": replicas},
+                         footer=[("picture", str(picture))], chief=chief)
+    if config.save_model and chief:
         # Compiled again without the recorder, which is a training aid, not part of the model.
         with strategy.scope():
             model.compile(optimizer=model.optimizer, loss=loss_name(data.task))

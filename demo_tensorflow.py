@@ -15,11 +15,8 @@ run.json summary and pruned.keras, the network with the switched-off units remov
 """
 
 import math
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.config import import_tensorflow_quietly, parse_config
@@ -54,7 +51,7 @@ def train(config, data, on_progress=None):
     strategy = make_strategy(config.strategy)  # first: multi-worker set-up precedes other ops
     chief = is_chief(strategy)  # only the chief writes summaries and files
     keras.utils.set_random_seed(config.seed)
-    run_dir = new_run_dir(config.logdir, DEMO) if chief else Path(tempfile.mkdtemp())
+    run_dir = new_run_dir(config.logdir, DEMO, chief)
     print_config(config, DEMO)
 
     # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty. With
@@ -158,11 +155,10 @@ def train(config, data, on_progress=None):
     ms_per_step = 1000.0 * train_seconds / timed_steps if timed_steps else None
     summary = finish_run(DEMO, config, data, model, run_dir, status, units_before,
                          steps_done(), ms_per_step, wall_started,
-                         extra={"final_loss": loss, "num_replicas": replicas, "chief": chief},
-                         footer=[("view it with", f"tensorboard --logdir {config.logdir}")])
+                         extra={"final_loss": loss, "num_replicas": replicas},
+                         footer=[("view it with", f"tensorboard --logdir {config.logdir}")],
+                         chief=chief)
     writer.close()
-    if not chief:  # a worker's files are the chief's duplicates
-        shutil.rmtree(run_dir, ignore_errors=True)
     return summary
 
 

@@ -75,7 +75,7 @@ def replica_batches(strategy, data, batch_size, seed, with_rows=False, even=Fals
         return training_batches(data, batch_size, seed)
 
     def dataset_fn(context):
-        batches = epoch_batches(data, batch_size, seed).repeat()
+        batches = epoch_batches(data.x_train, data.y_train, batch_size, seed).repeat()
         replicas = context.num_replicas_in_sync
         local = replicas // context.num_input_pipelines
         first = context.input_pipeline_id * local

@@ -42,18 +42,18 @@ def build_model(data, hidden, regularizer=None):
     return keras.Sequential(layers, name="group_sparse_net")
 
 
-def epoch_batches(data, batch_size, seed):
-    """One epoch of training batches as a tf.data stream (repeat it for more).
+def epoch_batches(x, y, batch_size, seed):
+    """One epoch of batches of rows (x, y) as a tf.data stream (repeat it for more).
 
     Full batch (batch_size None) is one cached batch; otherwise the rows are reshuffled
     every epoch in a seeded order.
     """
     import tensorflow as tf
 
-    num_rows = len(data.x_train)
+    num_rows = len(x)
     if min(batch_size or num_rows, num_rows) == num_rows:
-        return tf.data.Dataset.from_tensors((data.x_train, data.y_train)).cache()
-    return (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        return tf.data.Dataset.from_tensors((x, y)).cache()
+    return (tf.data.Dataset.from_tensor_slices((x, y))
             .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size))
 
@@ -64,7 +64,7 @@ def training_batches(data, batch_size, seed):
 
     num_rows = len(data.x_train)
     steps_per_epoch = -(-num_rows // min(batch_size or num_rows, num_rows))
-    dataset = epoch_batches(data, batch_size, seed).repeat()
+    dataset = epoch_batches(data.x_train, data.y_train, batch_size, seed).repeat()
     return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch
 
 

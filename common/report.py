@@ -4,7 +4,9 @@ import dataclasses
 import datetime
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,12 +14,18 @@ import numpy as np
 from keras import ops
 
 from common.counting import count_active_units
-from common.model import evaluate, loss_name, metric_name
+from common.model import epoch_batches, evaluate, loss_name, metric_name
 from common.pruning import prune_model, thresholded_copy
 
 
-def new_run_dir(logdir, demo):
-    """A new folder `<logdir>/<UTC timestamp>-<demo>`; an existing one is never reused."""
+def new_run_dir(logdir, demo, chief=True):
+    """A new folder `<logdir>/<UTC timestamp>-<demo>`; an existing one is never reused.
+
+    A worker that is not the chief of a multi-worker run gets a temporary folder instead,
+    which `finish_run` removes: the chief writes the files, once.
+    """
+    if not chief:
+        return Path(tempfile.mkdtemp(prefix=f"{demo}-worker-"))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%SZ")
     for attempt in range(1000):
         suffix = f"-{attempt + 1}" if attempt else ""
@@ -84,14 +92,9 @@ def _plain(value):
 def finetune(model, data, x_train, config):
     """Train the pruned model `config.finetune` more epochs with the data loss only."""
     import keras
-    import tensorflow as tf
 
-    batch_size = min(config.batch_size or len(x_train), len(x_train))
-    steps_per_epoch = -(-len(x_train) // batch_size)
-    batches = tf.data.Dataset.from_tensor_slices((x_train, data.y_train))
-    if batch_size < len(x_train):
-        batches = batches.shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
-    batches = batches.batch(batch_size).cache().repeat()
+    steps_per_epoch = -(-len(x_train) // min(config.batch_size or len(x_train), len(x_train)))
+    batches = epoch_batches(x_train, data.y_train, config.batch_size, config.seed).repeat()
     # Many epochs per graph call, as in the Keras demo: fit()'s per-epoch cost dominates here.
     chunk = max(size for size in range(1, 51) if config.finetune % size == 0)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss_name(data.task),
@@ -101,8 +104,11 @@ def finetune(model, data, x_train, config):
 
 
 def finish_run(demo, config, data, model, run_dir, status, units_before, steps_done,
-               ms_per_step, wall_started, extra=None, footer=()):
-    """Count, evaluate, prune and save; write run.json; print the final table; return it."""
+               ms_per_step, wall_started, extra=None, footer=(), chief=True):
+    """Count, evaluate, prune and save; write run.json; print the final table; return it.
+
+    A worker that is not the chief (`chief=False`) removes its run folder at the end.
+    """
     units_after = count_active_units(model, config.threshold)
     summary = {
         "demo": demo, "status": status, "config": dataclasses.asdict(config),
@@ -131,8 +137,11 @@ def finish_run(demo, config, data, model, run_dir, status, units_before, steps_d
     summary.update(extra or {})
     summary["ms_per_step"] = ms_per_step
     summary["wall_seconds"] = time.perf_counter() - wall_started
+    summary["chief"] = chief
     write_json(run_dir / "run.json", summary)
     print_report(summary, run_dir, footer)
+    if not chief:  # a worker's files are the chief's duplicates
+        shutil.rmtree(run_dir, ignore_errors=True)
     return summary
 
 
