@@ -31,7 +31,7 @@ def test_history_has_one_point_per_epoch_matching_a_recount(boston):
     history = UnitHistory(model, boston.task, 1e-3, steps_per_epoch, capacity=5 * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss_name(boston.task),
                   metrics=[history.recorder], steps_per_execution=5 * steps_per_epoch)
-    model.fit(batches, epochs=3, steps_per_epoch=5 * steps_per_epoch, verbose=0,
+    model.fit(batches, epochs=3, steps_per_epoch=5 * steps_per_epoch, verbose=0, shuffle=False,
               callbacks=[history])
     assert steps_per_epoch == 4 and history.records["epoch"] == list(range(1, 16))
     final = count_active_units(model)
