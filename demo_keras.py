@@ -42,8 +42,8 @@ def train(config, data, on_progress=None):
 
     from common.counting import count_active_units
     from common.distribute import is_chief, make_strategy, replica_batches
-    from common.model import (build_model, evaluate, loss_name, make_optimizer, make_regularizer,
-                              training_batches)
+    from common.model import (batch_rows, build_model, evaluate, loss_name, make_optimizer,
+                              make_regularizer, training_batches)
     from common.monitor import UnitHistory
     from common.report import ProgressBar, finish_run, new_run_dir, print_config
 
@@ -73,8 +73,8 @@ def train(config, data, on_progress=None):
     else:
         batches, steps_per_epoch = replica_batches(strategy, data, config.batch_size,
                                                    config.seed, even=True)
-        rows, batch = len(data.x_train), min(config.batch_size or len(data.x_train),
-                                             len(data.x_train))
+        rows = len(data.x_train)
+        batch = batch_rows(rows, config.batch_size)
         if batch % replicas or rows % batch % replicas:
             print(f"note: Keras' fit needs batches that split evenly over {replicas} "
                   f"replicas, so up to {replicas - 1} rows of a batch are left out",

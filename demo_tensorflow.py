@@ -43,7 +43,8 @@ def train(config, data, on_progress=None):
 
     from common.counting import active_counts, count_active_units, unit_kernels
     from common.distribute import is_chief, make_strategy, replica_batches
-    from common.model import build_model, evaluate, make_optimizer, make_regularizer, row_losses
+    from common.model import (build_model, data_loss, evaluate, make_optimizer, make_regularizer,
+                              row_losses)
     from common.penalties import penalty_value
     from common.report import ProgressBar, finish_run, new_run_dir, print_config
 
@@ -81,15 +82,16 @@ def train(config, data, on_progress=None):
 
     def replica_step(x, y, global_rows=None):
         """One step on this replica's rows; the optimizer sums the replicas' gradients."""
+        if proximal:  # the optimizer's proximal step applies it: its value is only logged
+            penalty = penalty_value(model)
         with tf.GradientTape() as tape:
             predictions = model(x, training=True)
             if global_rows is None:  # one replica: the batch is the global batch
-                loss = tf.reduce_mean(row_losses(data.task, y, predictions))
+                loss = data_loss(data.task, y, predictions)
             else:  # this replica's share of the global batch's mean data loss
                 loss = tf.reduce_sum(row_losses(data.task, y, predictions)) / tf.cast(
                     global_rows, tf.float32)
-            if proximal:  # the optimizer's proximal step applies it; log its value only
-                penalty = tf.stop_gradient(penalty_value(model))
+            if proximal:
                 objective = loss
             else:  # the regularizers' losses, as in Keras' fit(), shared among the replicas
                 penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)

@@ -69,7 +69,7 @@ def replica_batches(strategy, data, batch_size, seed, with_rows=False, even=Fals
     """
     import tensorflow as tf
 
-    from common.model import epoch_batches, training_batches
+    from common.model import epoch_batches, steps_per_epoch, training_batches
 
     if strategy.num_replicas_in_sync == 1:  # one device: the plain stream, no pieces
         return training_batches(data, batch_size, seed)
@@ -95,6 +95,5 @@ def replica_batches(strategy, data, batch_size, seed, with_rows=False, even=Fals
 
         return batches.flat_map(pieces).prefetch(tf.data.AUTOTUNE)
 
-    num_rows = len(data.x_train)
-    steps_per_epoch = -(-num_rows // min(batch_size or num_rows, num_rows))
-    return strategy.distribute_datasets_from_function(dataset_fn), steps_per_epoch
+    return (strategy.distribute_datasets_from_function(dataset_fn),
+            steps_per_epoch(len(data.x_train), batch_size))

@@ -42,6 +42,16 @@ def build_model(data, hidden, regularizer=None):
     return keras.Sequential(layers, name="group_sparse_net")
 
 
+def batch_rows(num_rows, batch_size):
+    """Rows in one training batch: `batch_size`, or every row when it is None or larger."""
+    return min(batch_size or num_rows, num_rows)
+
+
+def steps_per_epoch(num_rows, batch_size):
+    """Training steps in one pass over `num_rows` rows (the last batch may be smaller)."""
+    return -(-num_rows // batch_rows(num_rows, batch_size))
+
+
 def epoch_batches(x, y, batch_size, seed):
     """One epoch of batches of rows (x, y) as a tf.data stream (repeat it for more).
 
@@ -51,7 +61,7 @@ def epoch_batches(x, y, batch_size, seed):
     import tensorflow as tf
 
     num_rows = len(x)
-    if min(batch_size or num_rows, num_rows) == num_rows:
+    if batch_rows(num_rows, batch_size) == num_rows:
         return tf.data.Dataset.from_tensors((x, y)).cache()
     return (tf.data.Dataset.from_tensor_slices((x, y))
             .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
@@ -62,10 +72,8 @@ def training_batches(data, batch_size, seed):
     """An endless tf.data stream of training batches and the number of steps per epoch."""
     import tensorflow as tf
 
-    num_rows = len(data.x_train)
-    steps_per_epoch = -(-num_rows // min(batch_size or num_rows, num_rows))
     dataset = epoch_batches(data.x_train, data.y_train, batch_size, seed).repeat()
-    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch
+    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch(len(data.x_train), batch_size)
 
 
 def row_losses(task, y_true, y_pred):

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from common.counting import count_active_units
-from common.model import epoch_batches, evaluate, loss_name, metric_name
+from common.model import epoch_batches, evaluate, loss_name, metric_name, steps_per_epoch
 from common.pruning import prune_model, thresholded_copy
 
 
@@ -93,13 +93,13 @@ def finetune(model, data, x_train, config):
     """Train the pruned model `config.finetune` more epochs with the data loss only."""
     import keras
 
-    steps_per_epoch = -(-len(x_train) // min(config.batch_size or len(x_train), len(x_train)))
+    steps = steps_per_epoch(len(x_train), config.batch_size)
     batches = epoch_batches(x_train, data.y_train, config.batch_size, config.seed).repeat()
     # Many epochs per graph call, as in the Keras demo: fit()'s per-epoch cost dominates here.
     chunk = max(size for size in range(1, 51) if config.finetune % size == 0)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss_name(data.task),
-                  steps_per_execution=chunk * steps_per_epoch)
-    model.fit(batches, epochs=config.finetune // chunk, steps_per_epoch=chunk * steps_per_epoch,
+                  steps_per_execution=chunk * steps)
+    model.fit(batches, epochs=config.finetune // chunk, steps_per_epoch=chunk * steps,
               shuffle=False, verbose=0)
 
 
