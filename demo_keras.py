@@ -17,10 +17,12 @@ removed.
 import os
 import sys
 import time
+from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.config import import_tensorflow_quietly, parse_config
 from common.data import load_or_exit
+from common.files import exit_on_output_error
 
 DEMO = "keras"
 
@@ -33,22 +35,27 @@ def main(argv=None, on_progress=None):
     """
     config = parse_config(argv, DEMO)
     data = load_or_exit(config)
-    return train(config, data, on_progress)
+    with exit_on_output_error():
+        return train(config, data, on_progress)
 
 
 def train(config, data, on_progress=None):
     import_tensorflow_quietly()
     import keras
 
+    from common.batches import training_batches
     from common.counting import count_active_units
-    from common.distribute import is_chief, make_strategy, replica_batches
-    from common.model import (batch_rows, build_model, evaluate, loss_name, make_optimizer,
-                              make_regularizer, training_batches)
+    from common.distribute import is_chief, make_strategy
+    from common.files import new_run_dir, write_atomically
+    from common.fitting import fit_in_chunks
+    from common.lifecycle import stop_on_signals, stop_status
+    from common.model import build_model, evaluate, loss_name, make_optimizer, make_regularizer
     from common.monitor import UnitHistory
-    from common.report import ProgressBar, finish_run, new_run_dir, print_config
+    from common.report import ProgressBar, print_config
+    from common.summary import Outcome, finish_run
 
     wall_started = time.perf_counter()
-    strategy = make_strategy(config.strategy)  # first: multi-worker set-up precedes other ops
+    strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)  # only the chief writes the picture and files
     keras.utils.set_random_seed(config.seed)
     run_dir = new_run_dir(config.logdir, DEMO, chief)
@@ -61,84 +68,78 @@ def train(config, data, on_progress=None):
         model = build_model(data, config.hidden, regularizer)
     units_before = count_active_units(model, config.threshold)
 
-    # One fit() epoch runs `chunk` data epochs inside one graph call (steps_per_execution):
-    # a fit() epoch per data epoch costs ~7 ms of Keras bookkeeping, 20 times a step.
-    # StepRecorder still writes one row per step, so the history has a point per epoch.
-    # Under a strategy each replica gets its piece of every global batch; Keras' fit divides
-    # each replica's loss, the penalty included, by the number of replicas. Keras 3's fit
-    # under a strategy needs equal pieces and one step per graph call (keras-team/keras#19246).
+    # One fit() epoch runs up to eval_every data epochs inside one graph call
+    # (steps_per_execution): a fit() epoch per data epoch costs ~7 ms of Keras bookkeeping,
+    # 20 times a step. StepRecorder still writes one row per step, so the history has a
+    # point per epoch. Under a strategy each replica gets its piece of every global batch;
+    # Keras' fit divides each replica's loss, the penalty included, by the number of replicas.
     replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
-        batches, steps_per_epoch = training_batches(data, config.batch_size, config.seed)
-    else:
-        batches, steps_per_epoch = replica_batches(strategy, data, config.batch_size,
-                                                   config.seed, even=True)
-        rows = len(data.x_train)
-        batch = batch_rows(rows, config.batch_size)
-        if batch % replicas or rows % batch % replicas:
-            print(f"note: Keras' fit needs batches that split evenly over {replicas} "
-                  f"replicas, so up to {replicas - 1} rows of a batch are left out",
-                  file=sys.stderr)
-    chunk = max(size for size in range(1, config.eval_every + 1) if config.epochs % size == 0)
-    steps_per_execution = chunk * steps_per_epoch if replicas == 1 else 1
+    batches = training_batches(strategy, data.x_train, data.y_train, config.batch_size,
+                               config.seed, with_rows=False, even=replicas > 1)
+    if batches.dropped_rows:
+        print(f"note: Keras' fit needs batches that split evenly over {replicas} replicas, so "
+              f"{batches.dropped_rows} rows per epoch are left out", file=sys.stderr)
+    chunk = min(config.eval_every, config.epochs)
     with strategy.scope():
-        history = UnitHistory(model, data.task, config.threshold, steps_per_epoch,
-                              capacity=chunk * steps_per_epoch,
+        history = UnitHistory(model, data.task, config.threshold, batches.steps_per_epoch,
+                              capacity=chunk * batches.steps_per_epoch,
                               evaluate_test=lambda trained: evaluate(trained, data))
-        model.compile(optimizer=make_optimizer(config, regularizer), loss=loss_name(data.task),
-                      metrics=[history.recorder], steps_per_execution=steps_per_execution)
+        compile_args = dict(optimizer=make_optimizer(config, regularizer),
+                            loss=loss_name(data.task), metrics=[history.recorder])
 
     progress = ProgressBar(config.epochs)
     timing = {"seconds": 0.0, "steps": 0}
 
-    def after_chunk(fit_epoch, logs):
-        records = history.records
-        if fit_epoch > 0:  # the first chunk also traces the graph: keep it out of the timing
-            timing["seconds"] += time.perf_counter() - timing["started"]
-            timing["steps"] += chunk * steps_per_epoch
-        if records["epoch"]:
-            progress.update(records["epoch"][-1], loss=f"{records['loss'][-1]:.4f}",
-                            units=sum(records["units"][-1]))
-        if on_progress is not None:
-            on_progress(len(records["epoch"]))
-
     def before_chunk(fit_epoch, logs):
-        timing["started"] = time.perf_counter()
+        timing["started"], timing["epochs"] = time.perf_counter(), len(history.epoch_records)
 
-    status = "completed"
-    try:
-        model.fit(batches, epochs=config.epochs // chunk, steps_per_epoch=chunk * steps_per_epoch,
-                  shuffle=False, verbose=0,
-                  callbacks=[history, keras.callbacks.LambdaCallback(
-                      on_epoch_begin=before_chunk, on_epoch_end=after_chunk)])
-    except KeyboardInterrupt:
-        status = "interrupted"
-        print("\ninterrupted: keeping what was done so far", file=sys.stderr)
-    finally:
+    def after_chunk(fit_epoch, logs):
+        if fit_epoch > 0:  # the first chunk of a fit() call also traces: keep it out
+            timing["seconds"] += time.perf_counter() - timing["started"]
+            timing["steps"] += ((len(history.epoch_records) - timing["epochs"])
+                                * batches.steps_per_epoch)
+        records = history.epoch_records
+        if records:
+            progress.update(records[-1][0], loss=f"{records[-1][1]:.4f}", units=sum(records[-1][3]))
+        if on_progress is not None:
+            on_progress(len(records))
+
+    outcome = Outcome("completed", 0, units_before, wall_started)
+    with stop_on_signals() as shield:
+        try:
+            fit_in_chunks(model, batches.dataset, config.epochs, batches.steps_per_epoch, chunk,
+                          compile_args, one_step_per_call=replicas > 1,
+                          callbacks=[history, keras.callbacks.LambdaCallback(
+                              on_epoch_begin=before_chunk, on_epoch_end=after_chunk)])
+        except KeyboardInterrupt as stop:
+            outcome.status = stop_status(stop)
+            print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
+        shield()  # from here on, signals wait until the files are written
         progress.close()
-    if history.diverged_at is not None:
-        status = "diverged"
-        print(f"the loss became NaN or infinite in epoch {history.diverged_at}: training "
-              "stopped (try a smaller --lr)", file=sys.stderr)
+        records = history.records  # one consistent copy for every file below
+        outcome.steps = len(records["epoch"]) * batches.steps_per_epoch
+        outcome.final_loss = records["loss"][-1] if records["loss"] else None
+        if history.diverged_at is not None:
+            outcome.status, outcome.final_loss = "diverged", None
+            outcome.message = (f"the loss became NaN or infinite in epoch {history.diverged_at}:"
+                               " training stopped (try a smaller --lr)")
+            print(outcome.message, file=sys.stderr)
+        if timing["steps"]:
+            outcome.ms_per_step = 1000.0 * timing["seconds"] / timing["steps"]
 
-    # The picture and the record: saved whatever the status, so nothing done is lost.
-    picture = run_dir / "history.png"
-    plot_history(history.records, data, config, picture, status)
-    write_history_csv(history.records, run_dir / "history.csv")
-    ms_per_step = 1000.0 * timing["seconds"] / timing["steps"] if timing["steps"] else None
-    final_loss = history.records["loss"][-1] if history.records["loss"] else None
-    summary = finish_run(DEMO, config, data, model, run_dir, status, units_before,
-                         len(history.records["epoch"]) * steps_per_epoch, ms_per_step,
-                         wall_started, extra={"history_png": str(picture),
-                                              "final_loss": final_loss,
-                                              "num_replicas": replicas},
-                         footer=[("picture", str(picture))], chief=chief)
-    if config.save_model and chief:
-        # Compiled again without the recorder, which is a training aid, not part of the model.
-        with strategy.scope():
-            model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
-        model.save(config.save_model)
-        print(f"  trained model saved to {config.save_model}")
+        # The picture and the numbers behind it, whatever the status: nothing done is lost.
+        picture = run_dir / "history.png"
+        files = [(picture, lambda path: plot_history(records, data, config, path,
+                                                     outcome.status)),
+                 (run_dir / "history.csv", lambda path: write_history_csv(records, path))]
+        if config.save_model and chief and history.diverged_at is None:
+            # Compiled again without the recorder, a training aid rather than part of the model.
+            with strategy.scope():
+                model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
+            files.append((Path(config.save_model), model.save))
+        summary = finish_run(DEMO, config, data, model, run_dir, outcome, files=files,
+                             extra={"history_png": str(picture), "num_replicas": replicas},
+                             footer=[("picture", str(picture))], chief=chief)
     show_if_possible(picture, config)
     return summary
 
@@ -147,8 +148,9 @@ def write_history_csv(records, path):
     """The numbers behind the picture: one row per epoch, the test metrics where evaluated."""
     import csv
 
-    num_layers = len(records["units"][0]) if records["units"] else 0
-    layers = ["inputs"] + [f"hidden_{index}" for index in range(1, num_layers)]
+    from common.counting import unit_names
+
+    layers = unit_names(len(records["units"][0])) if records["units"] else []
     test = dict(zip(records["test_epoch"], records["test"]))
     test_names = sorted({name for metrics in records["test"] for name in metrics})
     with open(path, "w", newline="") as file:
@@ -182,9 +184,10 @@ def plot_history(records, data, config, path, status):
     loss_axis.legend()
     penalty_axis.plot(epochs, records["penalty"], color="tab:red")
     penalty_axis.set_ylabel("penalty")
+    from common.counting import unit_names
+
     units = list(zip(*records["units"])) if records["units"] else []
-    names = ["inputs"] + [f"hidden_{index}" for index in range(1, len(units))]
-    for name, counts in zip(names, units):
+    for name, counts in zip(unit_names(len(units)), units):
         units_axis.plot(epochs, counts, label=name)
     if units:  # none when the very first epoch diverged
         units_axis.plot(epochs, [sum(row) for row in records["units"]], color="black",
@@ -194,7 +197,7 @@ def plot_history(records, data, config, path, status):
     units_axis.set_xlabel("epoch")
     hidden = "-".join(map(str, config.hidden))
     figure.suptitle(f"{data.name}: {data.num_features}-{hidden}-{data.num_outputs}, "
-                    f"group {config.group:g}, l1 {config.l1:g}, l2 {config.l2:g}, "
+                    f"group {config.group_strength:g}, l1 {config.l1:g}, l2 {config.l2:g}, "
                     f"lr {config.lr:g}, {status}")
     figure.savefig(path, dpi=100)
     if not can_show(config):
@@ -217,4 +220,6 @@ def show_if_possible(picture, config):
 
 
 if __name__ == "__main__":
-    main()
+    from common.lifecycle import exit_code
+
+    sys.exit(exit_code(main()))

@@ -21,6 +21,7 @@ import time
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.config import import_tensorflow_quietly, parse_config
 from common.data import load_or_exit
+from common.files import exit_on_output_error
 
 DEMO = "tensorflow"
 
@@ -29,27 +30,37 @@ def main(argv=None, on_progress=None):
     """Run the demo with command-line `argv`; returns the run summary (also in run.json).
 
     `on_progress(steps_done)` is called between chunks of training steps (a hook for tests
-    and notebooks; raising KeyboardInterrupt there stops the run like Ctrl-C).
+    and notebooks; raising KeyboardInterrupt there stops the run like Ctrl-C). Bad input
+    exits with code 2 and one sentence; the exit code of a run is its status's
+    (common.lifecycle.EXIT_CODES).
     """
     config = parse_config(argv, DEMO)
     data = load_or_exit(config)
-    return train(config, data, on_progress)
+    with exit_on_output_error():
+        return train(config, data, on_progress)
 
 
 def train(config, data, on_progress=None):
+    if config.strategy == "multiworker":  # before TensorFlow, whose own wait is endless
+        from common.distribute import meet_workers_or_exit
+
+        meet_workers_or_exit(config.connect_timeout)
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf
 
-    from common.counting import active_counts, count_active_units, unit_kernels
-    from common.distribute import is_chief, make_strategy, replica_batches
-    from common.model import (build_model, data_loss, evaluate, make_optimizer, make_regularizer,
-                              row_losses)
+    from common.batches import training_batches
+    from common.counting import active_counts, count_active_units, unit_kernels, unit_names
+    from common.distribute import is_chief, make_strategy
+    from common.files import is_disk_full_message, new_run_dir
+    from common.lifecycle import stop_on_signals, stop_status
+    from common.model import build_model, evaluate, make_optimizer, make_regularizer, row_losses
     from common.penalties import penalty_value
-    from common.report import ProgressBar, finish_run, new_run_dir, print_config
+    from common.report import ProgressBar, print_config
+    from common.summary import Outcome, finish_run, finite_or_none
 
     wall_started = time.perf_counter()
-    strategy = make_strategy(config.strategy)  # first: multi-worker set-up precedes other ops
+    strategy = make_strategy(config.strategy)  # first: a multi-worker set-up precedes other ops
     chief = is_chief(strategy)  # only the chief writes summaries and files
     keras.utils.set_random_seed(config.seed)
     run_dir = new_run_dir(config.logdir, DEMO, chief)
@@ -63,16 +74,15 @@ def train(config, data, on_progress=None):
         optimizer = make_optimizer(config, regularizer)
         optimizer.build(model.trainable_variables)  # its variables, before the graph is traced
     proximal = regularizer is not None and regularizer.proximal
-    replicas = strategy.num_replicas_in_sync
     kernels = unit_kernels(model)
-    unit_names = ["inputs"] + [f"hidden_{index}" for index in range(1, len(kernels))]
+    names = unit_names(len(kernels))
     units_before = count_active_units(model, config.threshold)
 
     # Each replica gets its piece of every global batch, and the global batch's row count.
-    batches, steps_per_epoch = replica_batches(strategy, data, config.batch_size, config.seed,
-                                               with_rows=True)
-    batch_iterator = iter(batches)
-    total_steps = config.epochs * steps_per_epoch
+    batches = training_batches(strategy, data.x_train, data.y_train, config.batch_size,
+                               config.seed)
+    batch_iterator = iter(batches.dataset)
+    total_steps = config.epochs * batches.steps_per_epoch
     writer = (tf.summary.create_file_writer(str(run_dir)) if chief
               else tf.summary.create_noop_writer())
     write_config(writer, config)
@@ -80,22 +90,19 @@ def train(config, data, on_progress=None):
     def steps_done():
         return int(optimizer.iterations.numpy())
 
-    def replica_step(x, y, global_rows=None):
+    def replica_step(x, y, global_rows):
         """One step on this replica's rows; the optimizer sums the replicas' gradients."""
         if proximal:  # the optimizer's proximal step applies it: its value is only logged
             penalty = penalty_value(model)
         with tf.GradientTape() as tape:
             predictions = model(x, training=True)
-            if global_rows is None:  # one replica: the batch is the global batch
-                loss = data_loss(data.task, y, predictions)
-            else:  # this replica's share of the global batch's mean data loss
-                loss = tf.reduce_sum(row_losses(data.task, y, predictions)) / tf.cast(
-                    global_rows, tf.float32)
-            if proximal:
-                objective = loss
-            else:  # the regularizers' losses, as in Keras' fit(), shared among the replicas
+            # This replica's share of the global batch's mean data loss.
+            loss = tf.nn.compute_average_loss(row_losses(data.task, y, predictions),
+                                              global_batch_size=global_rows)
+            objective = loss
+            if not proximal:  # the regularizers' losses, as in Keras' fit()
                 penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-                objective = loss + penalty / replicas
+                objective = loss + tf.nn.scale_regularization_loss(penalty)
         gradients = tape.gradient(objective, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss, penalty
@@ -115,52 +122,69 @@ def train(config, data, on_progress=None):
                 tf.summary.scalar("loss", loss)
                 tf.summary.scalar("reg_loss", penalty)
                 tf.summary.scalar("neurons", tf.reduce_sum(counts))
-                for index, name in enumerate(unit_names):
+                for index, name in enumerate(names):
                     tf.summary.scalar(f"units/{name}", counts[index])
             if not tf.math.is_finite(loss + penalty):
                 break
         return loss, penalty, counts
 
     # Train in chunks of eval_every steps: one graph call each, then a test evaluation.
-    status, train_seconds, timed_steps, loss = "completed", 0.0, 0, None
+    # Ctrl-C and SIGTERM stop it between two steps; everything done so far is written.
+    outcome = Outcome("completed", 0, units_before, wall_started)
+    train_seconds, timed_steps = 0.0, 0
     progress = ProgressBar(total_steps)
-    try:
-        while steps_done() < total_steps:
-            done = steps_done()
-            chunk = min(config.eval_every, total_steps - done)
-            started = time.perf_counter()
-            loss, penalty, counts = train_steps(tf.constant(chunk))
-            loss, penalty = float(loss), float(penalty)  # waits for the graph call to end
-            if done > 0:  # the first call also traces the graph: keep it out of the timing
-                train_seconds += time.perf_counter() - started
-                timed_steps += steps_done() - done
-            if not (math.isfinite(loss) and math.isfinite(penalty)):
-                status = "diverged"
-                print(f"\nthe loss became {loss + penalty} at step {steps_done()}: "
-                      "training stopped (try a smaller --lr)", file=sys.stderr)
-                break
-            test = evaluate(model, data)
-            with writer.as_default(step=steps_done()):
-                for name, value in test.items():
-                    tf.summary.scalar(f"test/{name}", value)
-            progress.update(steps_done(), loss=f"{loss:.4f}",
-                            units=int(sum(counts.numpy())))
-            if on_progress is not None:
-                on_progress(steps_done())
-    except KeyboardInterrupt:
-        status = "interrupted"
-        print("\ninterrupted: keeping what was done so far", file=sys.stderr)
-    finally:
+    with stop_on_signals() as shield:
+        try:
+            while steps_done() < total_steps:
+                done = steps_done()
+                chunk = min(config.eval_every, total_steps - done)
+                started = time.perf_counter()
+                loss, penalty, counts = train_steps(tf.constant(chunk))
+                loss, penalty = float(loss), float(penalty)  # waits for the graph call to end
+                if done > 0:  # the first call also traces the graph: keep it out of the timing
+                    train_seconds += time.perf_counter() - started
+                    timed_steps += steps_done() - done
+                outcome.final_loss = finite_or_none(loss)
+                if not (math.isfinite(loss) and math.isfinite(penalty)):
+                    outcome.status = "diverged"
+                    outcome.message = (f"the loss became {loss + penalty} at step "
+                                       f"{steps_done()}: training stopped (try a smaller --lr)")
+                    print(f"\n{outcome.message}", file=sys.stderr)
+                    break
+                test = evaluate(model, data)
+                with writer.as_default(step=steps_done()):
+                    for name, value in test.items():
+                        tf.summary.scalar(f"test/{name}", value)
+                progress.update(steps_done(), loss=f"{loss:.4f}", units=int(sum(counts.numpy())))
+                if on_progress is not None:
+                    on_progress(steps_done())
+        except KeyboardInterrupt as stop:
+            outcome.status = stop_status(stop)
+            print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
+        except tf.errors.OpError as error:
+            if not is_disk_full_message(error):
+                raise
+            outcome.status = "failed"  # finish_run says so, in one sentence with the rest
+            outcome.message = (f"the disk is full: the summaries stop at step {steps_done()} and "
+                               "training stopped")
+        shield()  # from here on, signals wait until the files are written
         progress.close()
-        writer.flush()
-
-    ms_per_step = 1000.0 * train_seconds / timed_steps if timed_steps else None
-    summary = finish_run(DEMO, config, data, model, run_dir, status, units_before,
-                         steps_done(), ms_per_step, wall_started,
-                         extra={"final_loss": loss, "num_replicas": replicas},
-                         footer=[("view it with", f"tensorboard --logdir {config.logdir}")],
-                         chief=chief)
-    writer.close()
+        outcome.steps = steps_done()
+        outcome.ms_per_step = 1000.0 * train_seconds / timed_steps if timed_steps else None
+        try:
+            writer.flush()
+        except tf.errors.OpError as error:
+            if not is_disk_full_message(error):
+                raise
+        summary = finish_run(DEMO, config, data, model, run_dir, outcome,
+                             extra={"num_replicas": strategy.num_replicas_in_sync},
+                             footer=[("view it with", f"tensorboard --logdir {config.logdir}")],
+                             chief=chief)
+    try:
+        writer.close()
+    except tf.errors.OpError as error:
+        if not is_disk_full_message(error):
+            raise
     return summary
 
 
@@ -180,4 +204,6 @@ def write_config(writer, config):
 
 
 if __name__ == "__main__":
-    main()
+    from common.lifecycle import exit_code
+
+    sys.exit(exit_code(main()))

@@ -1,10 +1,15 @@
 """What both demos share: data, the group sparse penalty, unit counting, pruning.
 
 Names are imported on first use, so `common.config` (the command line) loads without
-TensorFlow and a typo is reported at once.
+TensorFlow and a typo is reported at once. The classes a saved model may name
+(GroupSparse, ProximalOptimizer) are registered with Keras as soon as both `common` and
+`keras` are imported, in either order, so `import common` is all that loading needs.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 _EXPORTS = {
     "Config": "common.config",
@@ -25,6 +30,7 @@ _EXPORTS = {
     "UnitHistory": "common.monitor",
     "StepRecorder": "common.monitor",
     "build_model": "common.model",
+    "finetune": "common.fitting",
     "prune_model": "common.pruning",
     "PruneReport": "common.pruning",
 }
@@ -39,3 +45,35 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+def _register_with_keras():
+    """Import the modules whose classes Keras must find when it loads a saved model."""
+    for module in ("common.penalties", "common.proximal"):
+        importlib.import_module(module)
+
+
+class _WhenKerasIsImported(importlib.abc.MetaPathFinder):
+    """Finds `keras` as usual, and registers our classes right after it has loaded."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # once; the real finders do the finding
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            _register_with_keras()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+elif not any(isinstance(finder, _WhenKerasIsImported) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _WhenKerasIsImported())

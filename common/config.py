@@ -7,6 +7,7 @@ reported in a fraction of a second instead of after TensorFlow's five-second imp
 import argparse
 import dataclasses
 import math
+import re
 import sys
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
@@ -18,11 +19,13 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 # retrained without penalty. Flags given explicitly win over the preset.
 PRESETS = {
     "compact": {
-        "boston": dict(solver="proximal", freeze_zeros=True, group=3e-3, l1=0.0, finetune=1000),
-        "digits": dict(solver="proximal", freeze_zeros=True, group=2e-3, l1=3e-4, lr=3e-3,
-                       finetune=50),
+        "boston": dict(solver="proximal", freeze_zeros=True, group_strength=3e-3, l1=0.0,
+                       finetune=1000),
+        "digits": dict(solver="proximal", freeze_zeros=True, group_strength=2e-3, l1=3e-4,
+                       lr=3e-3, finetune=50),
     },
 }
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.
 DEFAULT_EPOCHS = {"tensorflow": 1500, "keras": 2500}
 
@@ -37,7 +40,7 @@ class Config:
     epochs: int = 1500  # passes over the training split (one step each when full batch)
     batch_size: int | None = None  # None trains full batch, as the original
     lr: float = 1e-3  # Adam learning rate
-    group: float = 1e-3  # group Lasso strength (lambda) on every kernel
+    group_strength: float = 1e-3  # group Lasso strength (lambda) on every kernel (--group)
     l1: float = 0.0  # L1 strength; group > 0 and l1 > 0 is the sparse group Lasso
     l2: float = 0.0  # L2 (weight decay) strength
     threshold: float | None = None  # a group is active when sum(|w|) exceeds this; None:
@@ -49,6 +52,7 @@ class Config:
     eval_every: int = 25  # steps between two evaluations on the test split
     finetune: int = 0  # epochs to retrain the pruned model without penalty
     strategy: str = "none"  # tf.distribute: none, mirrored (one machine), multiworker (TF_CONFIG)
+    connect_timeout: float = 120.0  # multiworker: seconds to wait for the other workers
     no_show: bool = False  # Keras demo: never open a plot window
     save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
 
@@ -99,52 +103,108 @@ def _positive_float(text):
     return value
 
 
+def _seed(text):
+    value = _whole_number(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
+    return value
+
+
+def _width(text):
+    if "," in text:
+        raise argparse.ArgumentTypeError(
+            f"widths are separated by spaces, not commas: --hidden {text.replace(',', ' ')}")
+    return _positive_int(text)
+
+
 def _keras_path(text):
     if not text.endswith(".keras"):
         raise argparse.ArgumentTypeError(f"the file name must end in .keras, got {text!r}")
     return text
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, where it has one."""
+
+    def _get_help_string(self, action):
+        if any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)):
+            return action.help
+        default = action.default
+        if isinstance(default, (list, tuple)):
+            default = " ".join(map(str, default))
+        return f"{action.help} (default {default})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (and a pointer to --help) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# A number that starts with a minus sign, exponents included (argparse reads "-1e-3" as a flag).
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _attach_negative_numbers(parser, argv):
+    """Write `--flag -1e-3` as `--flag=-1e-3`, so a negative value is judged as a value."""
+    takes_value = {option for action in parser._actions if action.nargs != 0
+                   for option in action.option_strings}
+    result = []
+    for word in argv:
+        if result and result[-1] in takes_value and _NEGATIVE_NUMBER.match(word):
+            result[-1] = f"{result[-1]}={word}"
+        else:
+            result.append(word)
+    return result
+
+
 def build_parser(demo):
     """The argparse parser shared by both demos; `demo` only picks the default epochs."""
     defaults = Config(epochs=DEFAULT_EPOCHS[demo])
-    parser = argparse.ArgumentParser(
-        prog=f"demo_{demo}.py",
+    parser = _Parser(
+        prog=f"demo_{demo}.py", formatter_class=_HelpFormatter,
         description="Group sparse regularization (Scardapane et al., 2017): train, count "
         "the surviving units, prune. Flags the other demo uses are accepted here too.",
-    )
+        epilog="Exit codes: 0 completed, 1 diverged or failed, 2 bad input, "
+        "130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     add = parser.add_argument
-    add("--dataset", choices=DATASETS, default=defaults.dataset, help="data set (default boston)")
+    add("--dataset", choices=DATASETS, default=defaults.dataset, help="data set")
     add("--csv", dest="csv_path", metavar="PATH", help="train on your own numeric CSV")
     add("--target", metavar="COLUMN", help="the CSV column to predict (with --csv)")
-    add("--hidden", type=_positive_int, nargs="+", default=list(defaults.hidden),
-        metavar="WIDTH", help="hidden layer widths (default 20 15)")
-    add("--epochs", type=_positive_int, default=defaults.epochs, help=f"default {defaults.epochs}")
-    add("--batch-size", type=_positive_int, default=None, help="default: full batch")
+    add("--hidden", type=_width, nargs="+", default=list(defaults.hidden),
+        metavar="WIDTH", help="hidden layer widths, separated by spaces")
+    add("--epochs", type=_positive_int, default=defaults.epochs,
+        help="passes over the training split")
+    add("--batch-size", type=_positive_int, default=None, help="rows per step; none: full batch")
     add("--lr", type=_positive_float, default=defaults.lr, help="Adam learning rate")
-    add("--group", type=_non_negative_float, default=defaults.group, help="group Lasso strength")
+    add("--group", dest="group_strength", type=_non_negative_float,
+        default=defaults.group_strength, help="group Lasso strength (lambda)")
     add("--l1", type=_non_negative_float, default=defaults.l1, help="L1 strength")
     add("--l2", type=_non_negative_float, default=defaults.l2, help="L2 strength")
     add("--preset", choices=sorted(PRESETS),
         help="compact: proximal solver, frozen zeros, strengths tuned for a small network, "
         "then fine-tuning (boston and digits settings; other data sets use boston's)")
     add("--solver", choices=SOLVERS, default=defaults.solver,
-        help="subgradient: the penalty in the loss, as the original (default); proximal: "
+        help="subgradient: the penalty in the loss, as the original; proximal: "
         "an exact proximal step after each Adam step, so dropped units are exactly zero")
     add("--freeze-zeros", action="store_true",
         help="with --solver proximal: a unit whose weights reach zero stays removed")
     add("--threshold", type=_non_negative_float, default=None,
-        help="a group is active when sum(|w|) exceeds this (default 1e-3; 0 with "
-        "--solver proximal)")
-    add("--seed", type=int, default=defaults.seed)
+        help="a group is active when sum(|w|) exceeds this; none: 1e-3, or 0 with "
+        "--solver proximal")
+    add("--seed", type=_seed, default=defaults.seed,
+        help=f"seeds the split, the initial weights and the batch order (0 to {MAX_SEED})")
     add("--logdir", default=defaults.logdir, help="runs are written below this folder")
     add("--eval-every", type=_positive_int, default=defaults.eval_every,
-        help="steps between test evaluations")
+        help="steps (TF demo) or epochs (Keras demo) between test evaluations")
     add("--finetune", type=_non_negative_int, default=0,
-        help="epochs to retrain the pruned model without penalty (default 0)")
+        help="epochs to retrain the pruned model without penalty")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy,
-        help="tf.distribute: none (default), mirrored (every GPU of this machine) or "
+        help="tf.distribute: none, mirrored (every GPU of this machine) or "
         "multiworker (one process per machine, cluster in TF_CONFIG)")
+    add("--connect-timeout", type=_positive_float, default=defaults.connect_timeout,
+        help="--strategy multiworker: seconds to wait for the other workers")
     add("--no-show", action="store_true", help="Keras demo: save the plot, open no window")
     add("--save-model", metavar="PATH", type=_keras_path,
         help="Keras demo: save the trained model to PATH (.keras)")
@@ -152,16 +212,23 @@ def build_parser(demo):
 
 
 def parse_config(argv=None, demo="tensorflow"):
-    """Parse `argv` into a Config; bad input exits with code 2 and one line from argparse."""
+    """Parse `argv` into a Config; bad input exits with code 2 and one line.
+
+    Besides the flags' values, the output paths are checked here (a folder that cannot be
+    written, a model path whose folder is missing), before any training or TensorFlow.
+    """
     parser = build_parser(demo)
+    argv = _attach_negative_numbers(parser, sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     if args.preset:
-        _apply_preset(parser, args, sys.argv[1:] if argv is None else argv)
+        _apply_preset(parser, args, argv)
     values = vars(args)
     if args.csv_path is not None:
         values["dataset"] = "csv"
     if values["dataset"] == "csv" and (args.csv_path is None or args.target is None):
         parser.error("--csv PATH and --target COLUMN go together")
+    if args.target is not None and args.csv_path is None:
+        parser.error("--target names a column of --csv PATH; give the file too")
     if args.freeze_zeros and args.solver != "proximal":
         parser.error("--freeze-zeros needs --solver proximal")
     if demo == "keras" and args.strategy == "multiworker":
@@ -169,25 +236,30 @@ def parse_config(argv=None, demo="tensorflow"):
                      "#20585), so demo_keras.py cannot use --strategy multiworker: run "
                      "demo_tensorflow.py --strategy multiworker instead")
     from common.distribute import check_tf_config
+    from common.files import check_output_file, check_writable_folder
 
-    problem = check_tf_config(args.strategy)
+    problem = (check_tf_config(args.strategy) or check_writable_folder(args.logdir, "--logdir")
+               or (args.save_model and check_output_file(args.save_model, "--save-model")))
     if problem:
         parser.error(problem)
     values["hidden"] = tuple(args.hidden)
     return Config(**values)
 
 
+def preset_settings(name, dataset):
+    """The settings of preset `name` for `dataset` (digits has its own; the rest Boston's)."""
+    settings = PRESETS[name]
+    return settings.get(dataset, settings["boston"])
+
+
 def _apply_preset(parser, args, argv):
     """Fill in the preset's settings for the data set, except those given as flags."""
-    settings = PRESETS[args.preset]
-    settings = settings.get(args.dataset, settings["digits" if args.dataset == "digits"
-                                                   else "boston"])
     given = set()
     for action in parser._actions:
         for option in action.option_strings:
             if any(word == option or word.startswith(option + "=") for word in argv):
                 given.add(action.dest)
-    for name, value in settings.items():
+    for name, value in preset_settings(args.preset, args.dataset).items():
         if name not in given:
             setattr(args, name, value)
     if args.solver != "proximal" and "freeze_zeros" not in given:

@@ -18,6 +18,11 @@ def unit_kernels(model):
     return [layer.kernel for layer in model.layers if getattr(layer, "kernel", None) is not None]
 
 
+def unit_names(num_kernels):
+    """Names of the layers whose units are counted: "inputs", "hidden_1", "hidden_2", ..."""
+    return ["inputs"] + [f"hidden_{index}" for index in range(1, num_kernels)]
+
+
 def group_activity(kernel):
     """Sum of |w| of each group (one value per input unit of this kernel)."""
     kernel = ops.convert_to_tensor(kernel)

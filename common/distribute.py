@@ -5,10 +5,8 @@
                 "task": {"type": "worker", "index": 0}}' \\
         python demo_tensorflow.py --strategy multiworker   # one process per machine
 
-Every global batch holds the same rows, in the same order, as on one device; it is split
-into one nearly equal piece per replica. Each replica's data loss is its rows' loss sum
-divided by the global batch's row count and the penalty is divided by the number of
-replicas, so the summed gradients, and thus every update, equal the single-device ones.
+The data each replica trains on comes from common.batches; this module makes the strategy,
+checks TF_CONFIG before TensorFlow loads, and says which process writes the files.
 """
 
 import json
@@ -16,7 +14,11 @@ import os
 
 
 def make_strategy(name):
-    """The tf.distribute strategy for --strategy none, mirrored or multiworker."""
+    """The tf.distribute strategy for --strategy none, mirrored or multiworker.
+
+    For multiworker, call `meet_workers` first: TensorFlow's own wait for the other workers
+    has no time limit and cannot be interrupted.
+    """
     import tensorflow as tf
 
     if name == "none":
@@ -47,53 +49,100 @@ def check_tf_config(name):
     if not text:
         return ("--strategy multiworker needs the TF_CONFIG environment variable "
                 "(the cluster's addresses and this process's task); see the README")
+    example = ('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
+               '"task": {"type": "worker", "index": 0}}')
     try:
         config = json.loads(text)
-        config["cluster"], config["task"]["type"], config["task"]["index"]
-    except (ValueError, KeyError, TypeError):
-        return ('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
-                '"task": {"type": "worker", "index": 0}}')
+        cluster, task_type, index = (config["cluster"], config["task"]["type"],
+                                     config["task"]["index"])
+        jobs = {job: list(addresses) for job, addresses in cluster.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return example
+    if task_type not in jobs:
+        return (f"TF_CONFIG's task type {task_type!r} is not in its cluster "
+                f"(which has {', '.join(map(repr, jobs)) or 'no jobs'})")
+    if not isinstance(index, int) or not 0 <= index < len(jobs[task_type]):
+        return (f"TF_CONFIG's task index {index!r} does not exist: its cluster has "
+                f"{len(jobs[task_type])} {task_type!r} task(s), numbered from 0")
     return None
 
 
-def replica_batches(strategy, data, batch_size, seed, with_rows=False, even=False):
-    """Each replica's piece of every global training batch, as a distributed dataset.
+class WorkersMissing(RuntimeError):
+    """Some workers of TF_CONFIG did not answer in time; the message names them."""
 
-    The global batches are those of `common.model.training_batches` (full batch, or a
-    seeded reshuffle per epoch). With `with_rows`, each element also carries the global
-    batch's row count, to divide the replica's loss sum by. On a single replica this is the
-    plain stream of `training_batches`, (x, y) only. With `even`, a global batch
-    whose rows do not split evenly loses its last few rows (fewer than the number of
-    replicas): Keras 3's fit fails on uneven pieces (keras-team/keras#19246).
-    Returns (dataset, steps per epoch).
+
+def meet_workers(timeout, poll=0.2):
+    """Wait until every other task of TF_CONFIG runs this function too, for `timeout` s.
+
+    Each task listens on its own TF_CONFIG port and connects to every other task's; it
+    leaves once it has reached every other task and been reached by each of them (so no
+    task leaves while another still needs it), then frees its port for TensorFlow. It is
+    plain Python: Ctrl-C and SIGTERM work, and the time limit ends it with WorkersMissing.
     """
-    import tensorflow as tf
+    import socket
+    import time
 
-    from common.model import epoch_batches, steps_per_epoch, training_batches
+    config = json.loads(os.environ["TF_CONFIG"])
+    me = f"{config['task']['type']}:{config['task']['index']}"
+    tasks = {f"{job}:{index}": address for job, addresses in config["cluster"].items()
+             for index, address in enumerate(addresses)}
+    peers = {name: address for name, address in tasks.items() if name != me}
+    port = int(tasks[me].rsplit(":", 1)[1])
+    try:
+        listener = socket.create_server(("", port))
+    except OSError as error:
+        raise WorkersMissing(f"cannot listen on port {port} of TF_CONFIG ({error.strerror}); "
+                             "is another program using it?") from None
+    listener.settimeout(poll)
+    reached, heard = set(), set()
+    deadline = time.monotonic() + timeout
+    with listener:
+        while reached != set(peers) or heard != set(peers):
+            if time.monotonic() > deadline:
+                missing = sorted(set(peers) - (reached & heard))
+                raise WorkersMissing(
+                    f"no answer within {timeout:g} s (--connect-timeout) from "
+                    f"{', '.join(f'{name} at {peers[name]}' for name in missing)}: start every "
+                    "worker of TF_CONFIG, or check the addresses")
+            try:  # a peer reaching us says its name, hears "ok", and hangs up first
+                connection, _ = listener.accept()
+                with connection:
+                    connection.settimeout(5)
+                    name = connection.makefile().readline().strip()
+                    connection.sendall(b"ok\n")
+                    connection.recv(1)
+                if name in peers:
+                    heard.add(name)
+            except OSError:
+                pass  # nobody came within `poll`, or a peer went away mid-greeting
+            for name in sorted(set(peers) - reached):
+                host, peer_port = peers[name].rsplit(":", 1)
+                try:
+                    with socket.create_connection((host.strip("[]"), int(peer_port)),
+                                                  timeout=poll) as connection:
+                        connection.settimeout(5)
+                        connection.sendall(f"{me}\n".encode())
+                        if connection.makefile().readline().strip() == "ok":
+                            reached.add(name)
+                except OSError:
+                    pass  # not listening yet
 
-    if strategy.num_replicas_in_sync == 1:  # one device: the plain stream, no pieces
-        return training_batches(data, batch_size, seed)
 
-    def dataset_fn(context):
-        batches = epoch_batches(data.x_train, data.y_train, batch_size, seed).repeat()
-        replicas = context.num_replicas_in_sync
-        local = replicas // context.num_input_pipelines
-        first = context.input_pipeline_id * local
+def meet_workers_or_exit(timeout):
+    """meet_workers, ending the program with one sentence when it cannot: exit code 1 when
+    workers are missing, 130 on Ctrl-C, 143 on SIGTERM (nothing has been written yet)."""
+    import sys
 
-        def pieces(x, y):
-            rows = tf.shape(x, out_type=tf.int64)[0]
-            if even:
-                rows = rows // replicas * replicas
+    from common.lifecycle import EXIT_CODES, stop_on_signals, stop_status
 
-            def piece(index):
-                replica = first + index
-                start, end = replica * rows // replicas, (replica + 1) * rows // replicas
-                part = (x[start:end], y[start:end])
-                return part + (rows,) if with_rows else part
-
-            return tf.data.Dataset.range(local).map(piece)
-
-        return batches.flat_map(pieces).prefetch(tf.data.AUTOTUNE)
-
-    return (strategy.distribute_datasets_from_function(dataset_fn),
-            steps_per_epoch(len(data.x_train), batch_size))
+    with stop_on_signals():
+        try:
+            meet_workers(timeout)
+        except WorkersMissing as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt as stop:
+            status = stop_status(stop)
+            print(f"{status} while waiting for the other workers: nothing was written",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_CODES[status]) from None

@@ -9,9 +9,9 @@ from common.penalties import GroupSparse
 
 def make_regularizer(config):
     """GroupSparse with the config's strengths and solver; None when every strength is 0."""
-    if config.group == 0 and config.l1 == 0 and config.l2 == 0:
+    if config.group_strength == 0 and config.l1 == 0 and config.l2 == 0:
         return None
-    return GroupSparse(group=config.group, l1=config.l1, l2=config.l2,
+    return GroupSparse(group_strength=config.group_strength, l1=config.l1, l2=config.l2,
                        proximal=config.solver == "proximal")
 
 
@@ -40,40 +40,6 @@ def build_model(data, hidden, regularizer=None):
     layers.append(keras.layers.Dense(data.num_outputs, activation=output_activation,
                                      name="output", kernel_regularizer=regularizer))
     return keras.Sequential(layers, name="group_sparse_net")
-
-
-def batch_rows(num_rows, batch_size):
-    """Rows in one training batch: `batch_size`, or every row when it is None or larger."""
-    return min(batch_size or num_rows, num_rows)
-
-
-def steps_per_epoch(num_rows, batch_size):
-    """Training steps in one pass over `num_rows` rows (the last batch may be smaller)."""
-    return -(-num_rows // batch_rows(num_rows, batch_size))
-
-
-def epoch_batches(x, y, batch_size, seed):
-    """One epoch of batches of rows (x, y) as a tf.data stream (repeat it for more).
-
-    Full batch (batch_size None) is one cached batch; otherwise the rows are reshuffled
-    every epoch in a seeded order.
-    """
-    import tensorflow as tf
-
-    num_rows = len(x)
-    if batch_rows(num_rows, batch_size) == num_rows:
-        return tf.data.Dataset.from_tensors((x, y)).cache()
-    return (tf.data.Dataset.from_tensor_slices((x, y))
-            .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size))
-
-
-def training_batches(data, batch_size, seed):
-    """An endless tf.data stream of training batches and the number of steps per epoch."""
-    import tensorflow as tf
-
-    dataset = epoch_batches(data.x_train, data.y_train, batch_size, seed).repeat()
-    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch(len(data.x_train), batch_size)
 
 
 def row_losses(task, y_true, y_pred):

@@ -73,6 +73,8 @@ class UnitHistory(keras.callbacks.Callback):
 
     `steps_per_epoch` is how many steps make one pass over the training data (1 when full
     batch). Test data, if given, is evaluated whenever fit ends one of its own epochs.
+    Each record is added whole, in one step, so a run stopped at any moment (Ctrl-C lands
+    between two Python operations) never holds half a record.
     """
 
     def __init__(self, model, task, threshold=1e-3, steps_per_epoch=1, capacity=1024,
@@ -81,10 +83,20 @@ class UnitHistory(keras.callbacks.Callback):
         self.recorder = StepRecorder(model, task, threshold, capacity)
         self.steps_per_epoch = steps_per_epoch
         self.evaluate_test = evaluate_test
-        self.records = {"epoch": [], "loss": [], "penalty": [], "units": [],
-                        "test_epoch": [], "test": []}
+        self.epoch_records = []  # (epoch, data loss, penalty, [units per layer])
+        self.test_records = []  # (epoch, {metric: value})
         self.diverged_at = None
         self._pending = np.zeros((0, 2 + self.recorder.num_layers), dtype=np.float32)
+
+    @property
+    def records(self):
+        """The records as columns: epoch, loss, penalty, units, test_epoch, test."""
+        epochs, tests = list(self.epoch_records), list(self.test_records)
+        columns = dict(zip(["epoch", "loss", "penalty", "units"],
+                           map(list, zip(*epochs)) if epochs else ([], [], [], [])))
+        columns["test_epoch"] = [epoch for epoch, _ in tests]
+        columns["test"] = [metrics for _, metrics in tests]
+        return columns
 
     def on_train_batch_end(self, batch, logs=None):
         rows = np.concatenate([self._pending, self.recorder.drain()])
@@ -97,17 +109,16 @@ class UnitHistory(keras.callbacks.Callback):
     def _record(self, epoch_rows):
         loss = float(np.mean(epoch_rows[:, 0]))
         penalty = float(epoch_rows[-1, 1])
+        epoch = len(self.epoch_records) + 1
         if not (math.isfinite(loss) and math.isfinite(penalty)):
-            self.diverged_at = len(self.records["epoch"]) + 1
+            self.diverged_at = epoch
             self.model.stop_training = True
             return False
-        self.records["epoch"].append(len(self.records["epoch"]) + 1)
-        self.records["loss"].append(loss)
-        self.records["penalty"].append(penalty)
-        self.records["units"].append([int(count) for count in epoch_rows[-1, 2:]])
+        self.epoch_records.append(
+            (epoch, loss, penalty, [int(count) for count in epoch_rows[-1, 2:]]))
         return True
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.evaluate_test is not None and self.diverged_at is None and self.records["epoch"]:
-            self.records["test_epoch"].append(self.records["epoch"][-1])
-            self.records["test"].append(self.evaluate_test(self.model))
+        if self.evaluate_test is not None and self.diverged_at is None and self.epoch_records:
+            metrics = self.evaluate_test(self.model)
+            self.test_records.append((self.epoch_records[-1][0], metrics))

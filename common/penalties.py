@@ -60,9 +60,9 @@ def _checked_strength(name, value):
 
 @keras.saving.register_keras_serializable(package="group_sparse")
 class GroupSparse(keras.regularizers.Regularizer):
-    """group * group_lasso(w) + l1 * sum|w| + l2 * sum w**2, for `kernel_regularizer`.
+    """group_strength * group_lasso(w) + l1 * sum|w| + l2 * sum w**2, for `kernel_regularizer`.
 
-    GroupSparse(group=1e-3) is the original demos' penalty; adding l1 > 0 gives the sparse
+    GroupSparse(1e-3) is the original demos' penalty; adding l1 > 0 gives the sparse
     group Lasso. A model using it saves to .keras and loads back once this module is imported.
 
     With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
@@ -70,8 +70,8 @@ class GroupSparse(keras.regularizers.Regularizer):
     each optimizer step. `value(kernel)` gives the penalty's value in both modes.
     """
 
-    def __init__(self, group=1e-3, l1=0.0, l2=0.0, proximal=False):
-        self.group = _checked_strength("group", group)
+    def __init__(self, group_strength=1e-3, l1=0.0, l2=0.0, proximal=False):
+        self.group_strength = _checked_strength("group_strength", group_strength)
         self.l1 = _checked_strength("l1", l1)
         self.l2 = _checked_strength("l2", l2)
         self.proximal = bool(proximal)
@@ -79,8 +79,8 @@ class GroupSparse(keras.regularizers.Regularizer):
     def value(self, kernel):
         """The penalty of `kernel`, whichever way it is applied."""
         penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
-        if self.group:
-            penalty = penalty + self.group * group_lasso(kernel)
+        if self.group_strength:
+            penalty = penalty + self.group_strength * group_lasso(kernel)
         if self.l1:
             penalty = penalty + self.l1 * ops.sum(ops.abs(kernel))
         if self.l2:
@@ -93,7 +93,15 @@ class GroupSparse(keras.regularizers.Regularizer):
         return self.value(kernel)
 
     def get_config(self):
-        return {"group": self.group, "l1": self.l1, "l2": self.l2, "proximal": self.proximal}
+        return {"group_strength": self.group_strength, "l1": self.l1, "l2": self.l2,
+                "proximal": self.proximal}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "group" in config:  # files saved before the strength was renamed
+            config["group_strength"] = config.pop("group")
+        return cls(**config)
 
 
 def penalty_value(model):

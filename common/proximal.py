@@ -32,8 +32,9 @@ from common.penalties import GroupSparse, _group_axes, group_size
 NEWTON_STEPS = 5
 
 
-def prox_group_sparse(v, step, group=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_STEPS):
-    """argmin_w 1/2 sum((w - v)**2 / step) + group*sqrt(n)*sum_g ||w_g|| + l1*|w|_1 + l2*|w|^2.
+def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_STEPS):
+    """argmin_w 1/2 sum((w - v)**2 / step) + group_strength*sqrt(n)*sum_g ||w_g||
+    + l1*|w|_1 + l2*|w|^2.
 
     `step` is a number (the same step for every weight) or an array shaped like `v` (one
     step per weight, all > 0). Groups are the kernel's rows (`common.penalties`). The three
@@ -49,9 +50,9 @@ def prox_group_sparse(v, step, group=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_ST
         inverse = scaled
     if l1:
         v = ops.sign(v) * ops.maximum(ops.abs(v) - l1 / inverse, 0.0)
-    if not group:
+    if not group_strength:
         return v
-    threshold = group * math.sqrt(group_size(v))  # c: lambda * sqrt(group size)
+    threshold = group_strength * math.sqrt(group_size(v))  # c: lambda * sqrt(group size)
     axes = _group_axes(v)
     squares = ops.sum(ops.square(v), axis=axes, keepdims=True)
     nonzero = squares > 0
@@ -180,7 +181,8 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
             alpha = (step * ops.sqrt(1.0 - ops.power(inner.beta_2, t))
                      / (1.0 - ops.power(inner.beta_1, t)))
             step = alpha / (ops.sqrt(ops.convert_to_tensor(moments)) + inner.epsilon)
-        new = prox_group_sparse(value, step, regularizer.group, regularizer.l1, regularizer.l2)
+        new = prox_group_sparse(value, step, regularizer.group_strength, regularizer.l1,
+                                regularizer.l2)
         if frozen is not None:
             new = ops.where(frozen, ops.zeros_like(new), new)
         return new

@@ -5,7 +5,10 @@ import math
 
 from PIL import Image
 
-from tests.conftest import run_script
+from tests.helpers import run_script
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses running whole demos
 
 ROW_KEYS = {"dataset", "penalty", "lambda", "seeds", "metric", "metric_mean", "metric_sd",
             "inputs_kept_mean", "inputs_total", "hidden_kept_mean", "hidden_total",

@@ -6,13 +6,13 @@ import sys
 import pytest
 
 from common.config import Config, parse_config
-from tests.conftest import ROOT, run_script
+from tests.helpers import ROOT, run_script
 
 
 def test_defaults_are_the_original_experiment():
     tf_config, keras_config = parse_config([], "tensorflow"), parse_config([], "keras")
     assert (tf_config.epochs, keras_config.epochs) == (1500, 2500)
-    assert tf_config.hidden == (20, 15) and tf_config.lr == 1e-3 and tf_config.group == 1e-3
+    assert tf_config.hidden == (20, 15) and tf_config.lr == 1e-3 and tf_config.group_strength == 1e-3
     assert (tf_config.l1, tf_config.l2, tf_config.threshold, tf_config.seed) == (0, 0, 1e-3, 0)
     assert tf_config.batch_size is None and tf_config.logdir == "summaries"
     assert tf_config == Config(epochs=1500)
@@ -77,9 +77,66 @@ def test_freeze_zeros_needs_the_proximal_solver(capsys):
 
 def test_preset_compact_fills_in_what_was_not_given():
     compact = parse_config(["--preset", "compact"])
-    assert (compact.solver, compact.freeze_zeros, compact.group) == ("proximal", True, 3e-3)
+    assert (compact.solver, compact.freeze_zeros, compact.group_strength) == ("proximal", True, 3e-3)
     assert compact.finetune == 1000 and compact.threshold == 0.0 and compact.preset == "compact"
     digits = parse_config(["--preset", "compact", "--dataset", "digits", "--group=1e-3"])
-    assert digits.group == 1e-3 and digits.l1 > 0 and digits.solver == "proximal"
+    assert digits.group_strength == 1e-3 and digits.l1 > 0 and digits.solver == "proximal"
     mine = parse_config(["--preset", "compact", "--solver", "subgradient", "--finetune", "0"])
     assert mine.solver == "subgradient" and not mine.freeze_zeros and mine.finetune == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "-1"], "--seed: must be between 0 and 4294967295, got -1"),
+    (["--seed", "4294967296"], "--seed: must be between 0 and 4294967295, got 4294967296"),
+    (["--threshold", "-1e-3"], "--threshold: must be a finite number >= 0, got -1e-3"),
+    (["--hidden", "20,15"], "separated by spaces, not commas: --hidden 20 15"),
+    (["--target", "y"], "--target names a column of --csv PATH"),
+    (["--save-model", "/no/such/dir/m.keras"], "the folder /no/such/dir does not exist"),
+    (["--logdir", "/proc/no-such-run-folder"], "--logdir /proc/no-such-run-folder: cannot write"),
+])
+def test_bad_input_is_one_line_pointing_to_help(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err
+    assert err.count("\n") == 1 and err.rstrip().endswith("(see --help)")
+
+
+def test_output_paths_are_checked_before_training(tmp_path, capsys):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    folder_named_like_a_model = tmp_path / "x.keras"
+    folder_named_like_a_model.mkdir()
+    for argv, message in [
+            (["--logdir", str(a_file)], "this is a file, not a folder"),
+            (["--logdir", str(tmp_path), "--save-model", str(folder_named_like_a_model)],
+             "this is a folder")]:
+        with pytest.raises(SystemExit) as stop:
+            parse_config(argv)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "task index 2 does not exist: its cluster has 2 'worker' task(s)"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+     "task type 'chief' is not in its cluster"),
+    ('{"cluster": ["a:1"]}', "TF_CONFIG must be JSON like"),
+])
+def test_tf_config_must_name_a_task_of_its_cluster(tf_config, message, monkeypatch, capsys):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(SystemExit) as stop:
+        parse_config(["--strategy", "multiworker"])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_shows_every_default_and_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--help"])
+    text = " ".join(capsys.readouterr().out.split("options:")[1].split())
+    for flag, default in [("--lr LR", "0.001"), ("--group GROUP_STRENGTH", "0.001"),
+                          ("--l1 L1", "0.0"), ("--l2 L2", "0.0"), ("--seed SEED", "0"),
+                          ("--eval-every EVAL_EVERY", "25"), ("--epochs EPOCHS", "1500")]:
+        start = text.index(flag)
+        assert f"(default {default})" in text[start:text.index(" --", start + len(flag))], flag
+    assert "seeds the split" in text and "143 terminated" in text

@@ -4,7 +4,10 @@ import keras
 import numpy as np
 
 from common import GroupSparse, build_model, count_active_units
-from common.model import loss_name, training_batches
+import tensorflow as tf
+
+from common.batches import training_batches
+from common.model import loss_name
 from common.monitor import UnitHistory
 
 
@@ -26,8 +29,10 @@ def test_counts_rows_whose_absolute_sum_exceeds_the_threshold():
 
 def test_history_has_one_point_per_epoch_matching_a_recount(boston):
     keras.utils.set_random_seed(0)
-    model = build_model(boston, (8, 6), GroupSparse(group=0.05))
-    batches, steps_per_epoch = training_batches(boston, 100, seed=0)  # 4 steps per epoch
+    model = build_model(boston, (8, 6), GroupSparse(group_strength=0.05))
+    batches = training_batches(tf.distribute.get_strategy(), boston.x_train, boston.y_train, 100,
+                               seed=0, with_rows=False)
+    batches, steps_per_epoch = batches.dataset, batches.steps_per_epoch  # 4 steps per epoch
     history = UnitHistory(model, boston.task, 1e-3, steps_per_epoch, capacity=5 * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss_name(boston.task),
                   metrics=[history.recorder], steps_per_execution=5 * steps_per_epoch)

@@ -23,7 +23,9 @@ def test_scalers_use_training_statistics_only(boston):
     """Refit the scaling on the raw training rows alone: it must reproduce the data exactly."""
     from sklearn.model_selection import train_test_split
 
-    raw, target, _ = data_module._read_numeric_csv(data_module.BOSTON_CSV, "MEDV", skip_lines=1)
+    # An independent reader (NumPy's), not the module's own: line 1 is a title, 2 the header.
+    table = np.loadtxt(data_module.BOSTON_CSV, delimiter=",", skiprows=2)
+    raw, target = table[:, :-1], table[:, -1]
     raw_train, raw_test, y_train, y_test = train_test_split(
         raw, target, test_size=0.25, random_state=0)
     low, high = raw_train.min(axis=0), raw_train.max(axis=0)
@@ -97,6 +99,52 @@ def test_user_csv_loads(tmp_path):
 def test_bad_csv_names_file_column_and_row(tmp_path, text, target, message):
     with pytest.raises(DataError, match=message):
         load_dataset("csv", csv_path=write_csv(tmp_path, text), target=target)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,y\n1,2\n3,\xe9\n".encode("latin-1"), r"houses.csv, line 3: not UTF-8 text .* UTF-8"),
+    (b"y\n1\n2\n3\n4\n", r"houses.csv: the only column is the target 'y'"),
+    (b"a,y,c,y\n1,2,3,4\n5,6,7,8\n", r"houses.csv: the header names 'y' more than once"),
+    (b"a,y\n1,2\n3,1e308\n5,6\n7,8\n", r"houses.csv, column 'y': the target spans 1e\+308"),
+    (b"a,y\n-1e308,2\n1e308,3\n5,6\n7,8\n", r"column 'a': its values span more than a float64"),
+])
+def test_files_that_cannot_be_learned_from_are_refused_in_one_sentence(tmp_path, content,
+                                                                      message):
+    path = tmp_path / "houses.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as raised:
+        load_dataset("csv", csv_path=path, target="y")
+    assert "\n" not in str(raised.value)
+
+
+def test_byte_order_mark_and_blank_lines_are_ignored(tmp_path):
+    rows = "".join(f"{i},{2 * i}\n" for i in range(8))
+    path = tmp_path / "houses.csv"
+    path.write_bytes(("\ufeffprice,a\n" + rows + "\n\n").encode("utf-8"))
+    data = load_dataset("csv", csv_path=path, target="price")
+    assert data.feature_names == ["a"] and len(data.x_train) + len(data.x_test) == 8
+
+
+def test_a_folder_given_as_csv_is_named_as_a_folder(tmp_path):
+    with pytest.raises(DataError, match="this is a folder, not a CSV file"):
+        load_dataset("csv", csv_path=tmp_path, target="y")
+
+
+def test_boston_is_parsed_from_the_bytes_that_were_hashed(monkeypatch):
+    """The file is read once: a reader that opened it again could parse other bytes."""
+    from pathlib import Path
+
+    reads = []
+    original = Path.read_bytes
+
+    def counting(self):
+        reads.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    monkeypatch.setattr("builtins.open", None)  # any second way of opening the file fails
+    data = load_dataset("boston")
+    assert reads == [data_module.BOSTON_CSV] and data.num_features == 13
 
 
 def test_missing_csv_file(tmp_path):

@@ -9,7 +9,9 @@ from PIL import Image
 
 import demo_keras
 from common import GroupSparse, count_active_units
+from common.lifecycle import exit_code
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the demo
 EPOCHS = 50
 
 
@@ -53,21 +55,23 @@ def test_saved_model_keeps_its_penalty(short_run):
     loaded = keras.saving.load_model(model_path)
     regularizers = [layer.kernel_regularizer for layer in loaded.layers]
     assert all(isinstance(regularizer, GroupSparse) for regularizer in regularizers)
-    assert regularizers[0].group == 0.05
+    assert regularizers[0].group_strength == 0.05
     expected = sum(float(r(layer.kernel)) for r, layer in zip(regularizers, loaded.layers))
     assert float(sum(loaded.losses)) == pytest.approx(expected, rel=1e-6) and expected > 0
 
 
-def test_one_history_point_per_epoch(tmp_path):
-    history = {}
-
-    def keep(epochs_done):
-        history["epochs"] = epochs_done
-
-    summary = demo_keras.main(["--epochs", "30", "--eval-every", "7", "--no-show", "--logdir",
-                               str(tmp_path)], on_progress=keep)
-    # 30 epochs in chunks of 6 (the largest divisor of 30 not above 7): still 30 points.
-    assert history["epochs"] == 30 and summary["steps"] == 30
+def test_one_history_point_per_epoch_whatever_the_epoch_count_factorizes_into(tmp_path):
+    seen = []
+    summary = demo_keras.main(["--epochs", "31", "--eval-every", "7", "--no-show", "--logdir",
+                               str(tmp_path)], on_progress=seen.append)
+    # 31 is prime: chunks of 7 epochs (one graph call each), then one of 3; a test
+    # evaluation after each chunk, so every 7 epochs and at the end.
+    assert seen == [7, 14, 21, 28, 31] and summary["steps"] == 31
+    (run_dir,) = tmp_path.iterdir()
+    rows = (run_dir / "history.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in rows] == list(range(1, 32))
+    tested = [int(row.split(",")[0]) for row in rows if row.split(",")[-1]]
+    assert tested == [7, 14, 21, 28, 31]
 
 
 def test_digits_classification_end_to_end(tmp_path):
@@ -77,12 +81,17 @@ def test_digits_classification_end_to_end(tmp_path):
     assert 0.5 < summary["test"]["accuracy"] <= 1.0
 
 
-def test_headless_without_display_raises_nothing(tmp_path, monkeypatch, recwarn):
+def test_headless_without_display_opens_no_window(tmp_path, monkeypatch, recwarn):
+    import matplotlib.pyplot as plt
+
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: shown.append(True))
     summary = demo_keras.main(["--epochs", "5", "--logdir", str(tmp_path)])
-    assert summary["status"] == "completed"
-    assert not [warning for warning in recwarn if "matplotlib" in str(warning.filename)]
+    assert summary["status"] == "completed" and shown == []
+    assert plt.get_fignums() == []  # the figure was closed, not left for a window
+    assert not [warning for warning in recwarn if "non-interactive" in str(warning.message)]
 
 
 def test_interrupted_run_still_saves_picture_and_record(tmp_path):
@@ -98,8 +107,14 @@ def test_interrupted_run_still_saves_picture_and_record(tmp_path):
     assert (run_dir / "history.png").stat().st_size > 10_000
 
 
-def test_diverging_run_stops_with_status_diverged(tmp_path):
+def test_diverging_run_saves_no_model_and_reports_it_consistently(tmp_path):
+    model_path = tmp_path / "trained.keras"
+    logdir = tmp_path / "runs"
     summary = demo_keras.main(["--epochs", "200", "--lr", "1e30", "--no-show", "--logdir",
-                               str(tmp_path)])
-    assert summary["status"] == "diverged" and summary["steps"] < 200
-    assert np.isfinite(summary["units_after"]["inputs"])
+                               str(logdir), "--save-model", str(model_path)])
+    assert summary["status"] == "diverged" and summary["steps"] < 200 and exit_code(summary) == 1
+    assert summary["final_loss"] is None and summary["units_after"] is None
+    assert summary["pruned"] is None and not model_path.exists()
+    (run_dir,) = logdir.iterdir()
+    assert not (run_dir / "pruned.keras").exists()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "diverged"

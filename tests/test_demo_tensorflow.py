@@ -9,33 +9,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tensorflow as tf
-from tensorboard.backend.event_processing import event_accumulator
 
 import demo_tensorflow
+from common.lifecycle import exit_code
+from tests.helpers import read_events, read_scalars
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the demo
 EPOCHS = 60
-
-
-def read_events(run_dir):
-    """Every tensor summary of the run, by tag: [(step, value), ...] (text stays bytes)."""
-    accumulator = event_accumulator.EventAccumulator(
-        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
-    accumulator.Reload()
-    events = {}
-    for tag in accumulator.Tags()["tensors"]:
-        values = [(event.step, tf.make_ndarray(event.tensor_proto).reshape(-1))
-                  for event in accumulator.Tensors(tag)]
-        if all(value.size == 1 for _, value in values):
-            events[tag] = [(step, value[0]) for step, value in values]
-    return events
-
-
-def read_scalars(run_dir):
-    return {tag: values for tag, values in read_events(run_dir).items()
-            if not isinstance(values[0][1], bytes)}  # text summaries hold bytes
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +128,18 @@ def test_interrupted_run_keeps_a_readable_record(tmp_path):
     assert len(read_scalars(run_dir)["neurons"]) == 50
 
 
-def test_diverging_run_stops_with_status_diverged(tmp_path, capsys):
+def test_diverging_run_saves_no_model_and_reports_it_consistently(tmp_path, capsys):
     summary = demo_tensorflow.main(["--epochs", "200", "--lr", "1e30", "--logdir", str(tmp_path)])
-    assert summary["status"] == "diverged" and summary["steps"] < 200
+    assert summary["status"] == "diverged" and summary["steps"] < 200 and exit_code(summary) == 1
     assert "training stopped" in capsys.readouterr().err
     (run_dir,) = tmp_path.iterdir()
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "diverged"
-    assert np.isfinite(read_scalars(run_dir)["neurons"][0][1])
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "diverged" and record["final_loss"] is None
+    # No counts or pruning of NaN weights, and no model file full of NaN.
+    assert record["units_after"] is None and record["pruned"] is None
+    assert not (run_dir / "pruned.keras").exists()
+    assert sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("events")) \
+        == ["run.json"]
 
 
 def test_pruned_model_reproduces_the_reported_metric_from_the_surviving_features(short_run):

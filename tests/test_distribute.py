@@ -15,12 +15,14 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # Run one demo in this process, on `devices` logical CPUs; print its summary as JSON.
 RUNNER = """
 import json, sys
 import tensorflow as tf
+
+pytestmark = pytest.mark.slow  # subprocesses running whole demos
 devices = int(sys.argv[1])
 if devices > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]

@@ -20,9 +20,10 @@ from common.penalties import GroupSparse, penalty_value
 from common.proximal import ProximalOptimizer, prox_group_sparse
 
 
-def prox(v, step, **strengths):
+def prox(v, step, group=0.0, **strengths):
     step = step if np.isscalar(step) else np.asarray(step, np.float32)
-    return np.asarray(prox_group_sparse(np.asarray(v, np.float32), step, **strengths))
+    return np.asarray(prox_group_sparse(np.asarray(v, np.float32), step, group_strength=group,
+                                        **strengths))
 
 
 def penalty_np(w, group=0.0, l1=0.0, l2=0.0):

@@ -1,0 +1,90 @@
+"""Training batches, on one device or split over the replicas of a tf.distribute strategy.
+
+Every global batch holds the same rows, in the same order, whatever the number of
+replicas: all rows (full batch, as the original), or `batch_size` rows of a seeded
+reshuffle per epoch. Under a strategy each global batch is split into one nearly equal
+piece per replica. Each element carries the global batch's row count, so a replica's
+loss is its rows' loss sum divided by that count (`tf.nn.compute_average_loss`) and the
+replicas' summed gradients equal the single-device ones.
+"""
+
+import dataclasses
+
+
+def batch_rows(num_rows, batch_size):
+    """Rows in one training batch: `batch_size`, or every row when it is None or larger."""
+    return min(batch_size or num_rows, num_rows)
+
+
+def count_epoch_steps(num_rows, batch_size):
+    """Training steps in one pass over `num_rows` rows (the last batch may be smaller)."""
+    return -(-num_rows // batch_rows(num_rows, batch_size))
+
+
+def epoch_batches(x, y, batch_size, seed):
+    """One epoch of batches of rows (x, y) as a tf.data stream (repeat it for more).
+
+    Full batch (batch_size None) is one cached batch; otherwise the rows are reshuffled
+    every epoch in a seeded order.
+    """
+    import tensorflow as tf
+
+    num_rows = len(x)
+    if batch_rows(num_rows, batch_size) == num_rows:
+        return tf.data.Dataset.from_tensors((x, y)).cache()
+    return (tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size))
+
+
+@dataclasses.dataclass
+class Batches:
+    dataset: object  # endless; elements (x, y, global_rows), or (x, y) without with_rows
+    steps_per_epoch: int  # global steps in one pass over the training rows
+    dropped_rows: int  # rows per epoch left out so that every piece is equally large
+
+
+def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=False):
+    """Each replica's piece of every global batch of (x, y), endlessly, as `Batches`.
+
+    `with_rows`: each element also carries the global batch's row count (int64). `even`:
+    a global batch whose rows do not split evenly over the replicas loses its last few
+    rows (fewer than the number of replicas), as Keras 3's fit needs
+    (keras-team/keras#19246); `dropped_rows` says how many per epoch.
+    """
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+    num_rows = len(x)
+    batch = batch_rows(num_rows, batch_size)
+    steps = count_epoch_steps(num_rows, batch_size)
+    sizes = [batch] * (num_rows // batch) + ([num_rows % batch] if num_rows % batch else [])
+    dropped = sum(size % replicas for size in sizes) if even else 0
+
+    def pieces_of(batches, replicas, first, local):
+        def pieces(x, y):
+            rows = tf.shape(x, out_type=tf.int64)[0]
+            if even:
+                rows = rows // replicas * replicas
+
+            def piece(index):
+                replica = first + index
+                start, end = replica * rows // replicas, (replica + 1) * rows // replicas
+                part = (x[start:end], y[start:end])
+                return part + (rows,) if with_rows else part
+
+            return tf.data.Dataset.range(local).map(piece)
+
+        return batches.flat_map(pieces)
+
+    if replicas == 1:  # one device: every batch is one piece
+        batches = pieces_of(epoch_batches(x, y, batch_size, seed).repeat(), 1, 0, 1)
+        return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
+
+    def dataset_fn(context):
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        batches = epoch_batches(x, y, batch_size, seed).repeat()
+        return pieces_of(batches, context.num_replicas_in_sync,
+                         context.input_pipeline_id * local, local).prefetch(tf.data.AUTOTUNE)
+
+    return Batches(strategy.distribute_datasets_from_function(dataset_fn), steps, dropped)

@@ -1,0 +1,41 @@
+"""Training with Keras' fit in chunks: many epochs per graph call, and fine-tuning.
+
+One fit() epoch costs milliseconds of Keras bookkeeping, far more than a step of these small
+networks, so `fit_in_chunks` runs `chunk` data epochs per fit() epoch (compile's
+`steps_per_execution`). The chunk does not have to divide the number of epochs: the rest
+runs as one shorter chunk at the end, so speed and evaluation cadence do not depend on how
+the epoch count factorizes.
+"""
+
+import keras
+
+from common.batches import count_epoch_steps, epoch_batches
+from common.model import loss_name
+
+
+def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
+                  callbacks=(), one_step_per_call=False):
+    """Compile with `compile_args` and fit `epochs` data epochs of `batches` (endless), one
+    fit() epoch per chunk of at most `chunk` data epochs.
+
+    `one_step_per_call` forces steps_per_execution 1 (Keras 3's fit under a tf.distribute
+    strategy needs it, keras-team/keras#19246). Callbacks see one fit() epoch per chunk.
+    """
+    full, rest = divmod(epochs, chunk)
+    for size, count in ((chunk, full), (rest, 1)):
+        if size == 0 or count == 0:
+            continue
+        steps = size * steps_per_epoch
+        model.compile(**compile_args, steps_per_execution=1 if one_step_per_call else steps)
+        model.fit(batches, epochs=count, steps_per_epoch=steps, shuffle=False, verbose=0,
+                  callbacks=list(callbacks))
+        if model.stop_training:
+            break
+
+
+def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed):
+    """Train a (pruned) model `epochs` more epochs on the data loss alone, with Adam(lr)."""
+    batches = epoch_batches(x_train, y_train, batch_size, seed).repeat()
+    # Many epochs per graph call: fit()'s per-epoch cost dominates at this size.
+    fit_in_chunks(model, batches, epochs, count_epoch_steps(len(x_train), batch_size), 50,
+                  dict(optimizer=keras.optimizers.Adam(lr), loss=loss_name(task)))

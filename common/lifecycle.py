@@ -1,0 +1,63 @@
+"""How a run ends: Ctrl-C and SIGTERM stop training cleanly, and each ending has an exit code.
+
+    0 completed, 1 diverged or failed (a full disk, say), 2 bad input (one sentence, before
+    training), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: timeout, Docker, Slurm)
+
+During training both signals raise `Stopped` in the main thread; the demo then writes
+everything it has. While it writes, further signals are noted and ignored, so no file is
+left half written. Nothing here imports TensorFlow.
+"""
+
+import contextlib
+import signal
+import sys
+import threading
+
+EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": 130, "terminated": 143}
+
+
+class Stopped(KeyboardInterrupt):
+    """Training was stopped from outside: `status` is "interrupted" (SIGINT) or "terminated"."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def stop_status(error):
+    """The run status for a KeyboardInterrupt (plain Ctrl-C, or a Stopped from a signal)."""
+    return getattr(error, "status", "interrupted")
+
+
+def exit_code(summary):
+    """The process exit code for a run summary (its `status`)."""
+    return EXIT_CODES[summary["status"]]
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT and SIGTERM raise Stopped while the body trains; call the yielded `shield()`
+    once training is over, after which signals only print a note until the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None  # signal handlers belong to the main thread: leave them alone
+        return
+    state = {"shielded": False}
+
+    def handler(number, frame):
+        if state["shielded"]:
+            print("\nstill writing the results; they will be complete in a moment",
+                  file=sys.stderr, flush=True)
+            return
+        state["shielded"] = True  # a second signal must not break the writing that follows
+        raise Stopped("interrupted" if number == signal.SIGINT else "terminated")
+
+    def shield():
+        state["shielded"] = True
+
+    previous = {number: signal.signal(number, handler)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield shield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

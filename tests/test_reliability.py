@@ -1,0 +1,216 @@
+"""Nothing lost, one sentence, the right exit code: interrupted, terminated, full disks.
+
+Each test reproduces a way a run used to lose its results or end in a traceback.
+"""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import demo_keras
+import demo_tensorflow
+from common import files as files_module
+from common.lifecycle import EXIT_CODES, exit_code
+from tests.helpers import ROOT, run_script
+
+DEMOS = {"demo_tensorflow": demo_tensorflow, "demo_keras": demo_keras}
+
+
+def no_partial_or_empty_files(folder):
+    """No temporary file left behind, and no file that is empty (a truncated write)."""
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            assert ".partial" not in path.name, path
+            assert path.stat().st_size > 0, path
+
+
+def test_ctrl_c_between_an_epoch_and_its_test_evaluation_loses_nothing(tmp_path, monkeypatch):
+    """The moment of the old bug: the epoch was recorded, its test metrics were not yet."""
+    import common.model
+
+    evaluate, calls = common.model.evaluate, []
+
+    def interrupted_evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # inside the third test evaluation of the run
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(common.model, "evaluate", interrupted_evaluate)
+    summary = demo_keras.main(["--epochs", "500", "--no-show", "--logdir", str(tmp_path)])
+    assert summary["status"] == "interrupted" and exit_code(summary) == 130
+    (run_dir,) = tmp_path.iterdir()
+    assert {"history.png", "history.csv", "run.json", "pruned.keras"} <= {
+        path.name for path in run_dir.iterdir()}
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    assert len(rows) - 1 == summary["steps"] == 75  # three chunks of 25 epochs
+    assert [row.split(",")[0] for row in rows[1:] if row.split(",")[-1]] == ["25", "50"]
+    no_partial_or_empty_files(tmp_path)
+
+
+def start(demo, logdir, *flags):
+    return subprocess.Popen(
+        [sys.executable, f"{demo}.py", "--epochs", "1000000", "--no-show", "--logdir",
+         str(logdir), *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def wait_for_training(logdir, process, timeout=120):
+    """Until the run folder exists and training has gone on for a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(Path(logdir).glob("*/events.*")) or any(Path(logdir).glob("*-keras")):
+            time.sleep(3)  # well into training (the graph is traced in the first second)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"training never started: {process.communicate()[1][-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo, signal_number, status", [
+    ("demo_tensorflow", signal.SIGTERM, "terminated"),
+    ("demo_keras", signal.SIGTERM, "terminated"),
+    ("demo_tensorflow", signal.SIGINT, "interrupted"),
+])
+def test_a_signal_stops_training_and_keeps_everything(tmp_path, demo, signal_number, status):
+    process = start(demo, tmp_path)
+    wait_for_training(tmp_path, process)
+    process.send_signal(signal_number)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_CODES[status] == (143 if status == "terminated" else 130)
+    assert "Traceback" not in err
+    (run_dir,) = tmp_path.iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == status and record["steps"] > 0
+    names = {path.name for path in run_dir.iterdir()}
+    assert "pruned.keras" in names and set(record["files"]) <= names
+    if demo == "demo_keras":
+        assert {"history.png", "history.csv"} <= names
+    else:
+        assert any(name.startswith("events.out.tfevents") for name in names)
+    no_partial_or_empty_files(tmp_path)
+
+
+@pytest.mark.parametrize("demo", DEMOS)
+def test_a_file_that_cannot_be_written_is_named_and_the_rest_is_kept(tmp_path, monkeypatch,
+                                                                     capsys, demo):
+    """A fake full disk: renaming run.json (and history.csv) into place fails with ENOSPC."""
+    replace = os.replace
+
+    def full_disk_replace(source, target):
+        if Path(target).name in ("run.json", "history.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return replace(source, target)
+
+    monkeypatch.setattr(files_module.os, "replace", full_disk_replace)
+    summary = DEMOS[demo].main(["--epochs", "30", "--no-show", "--logdir", str(tmp_path)])
+    assert summary["status"] == "failed" and exit_code(summary) == 1
+    assert "run.json" in summary["not_written"]
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith("error: the disk is full: could not write")
+    (run_dir,) = tmp_path.iterdir()
+    names = {path.name for path in run_dir.iterdir()}
+    assert "pruned.keras" in names and "run.json" not in names and "history.csv" not in names
+    no_partial_or_empty_files(tmp_path)
+
+
+def small_tmpfs(folder, kilobytes):
+    """Mount a tmpfs of this size at `folder`, or skip where mounting is not allowed."""
+    folder.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kilobytes}k", "tmpfs",
+                             str(folder)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mount") is None or os.geteuid() != 0,
+                    reason="mounting a small tmpfs needs root")
+@pytest.mark.parametrize("demo, kilobytes", [("demo_tensorflow", 100), ("demo_keras", 60)])
+def test_a_really_full_disk_is_one_sentence_and_exit_code_1(tmp_path, demo, kilobytes):
+    disk = small_tmpfs(tmp_path / "disk", kilobytes)
+    try:
+        result = run_script(f"{demo}.py", "--epochs", "3000", "--no-show", "--logdir",
+                            str(disk), timeout=300)
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and "OOM" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+        assert len(errors) == 1 and errors[0].startswith("error: the disk is full")
+        assert str(disk) in errors[0]
+        no_partial_or_empty_files(disk)
+        for record in disk.rglob("run.json"):  # if it fitted, it is whole
+            assert json.loads(record.read_text())["status"] == "failed"
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_exit_codes_of_the_scripts(tmp_path):
+    completed = run_script("demo_tensorflow.py", "--epochs", "5", "--logdir", str(tmp_path))
+    diverged = run_script("demo_keras.py", "--epochs", "50", "--lr", "1e30", "--no-show",
+                          "--logdir", str(tmp_path))
+    bad = run_script("demo_keras.py", "--seed", "-1")
+    assert (completed.returncode, diverged.returncode, bad.returncode) == (0, 1, 2)
+    assert "Traceback" not in diverged.stderr + bad.stderr
+
+
+@pytest.mark.slow
+def test_a_missing_worker_ends_the_wait_with_one_sentence():
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                            "task": {"type": "worker", "index": 0}})
+    result = run_script("demo_tensorflow.py", "--strategy", "multiworker", "--connect-timeout",
+                        "2", timeout=120, env={"TF_CONFIG": tf_config})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: no answer within 2 s (--connect-timeout) from worker:1 at 127.0.0.1:{ports[1]}: "
+        "start every worker of TF_CONFIG, or check the addresses")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_end_the_wait_for_workers(signal_number, code):
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:0"]},
+                            "task": {"type": "worker", "index": 1}})
+    process = subprocess.Popen(
+        [sys.executable, "demo_tensorflow.py", "--strategy", "multiworker"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CONFIG": tf_config})
+    time.sleep(2)  # well inside the 120 s default wait
+    process.send_signal(signal_number)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert "while waiting for the other workers: nothing was written" in err
+
+
+def test_the_readme_line_loads_a_saved_proximal_model_in_a_fresh_process(tmp_path):
+    model_path = tmp_path / "trained.keras"
+    demo_keras.main(["--epochs", "5", "--solver", "proximal", "--no-show", "--logdir",
+                     str(tmp_path / "runs"), "--save-model", str(model_path)])
+    # Exactly the README's line, in both import orders, in a process that saw nothing else.
+    for imports in ["import common; import keras", "import keras; import common"]:
+        check = (f"{imports}\n"
+                 f"model = keras.saving.load_model(r'{model_path}')\n"
+                 "print(type(model.optimizer).__name__, "
+                 "type(model.layers[0].kernel_regularizer).__name__)\n")
+        result = run_script("-c", check)
+        assert result.stdout.split() == ["ProximalOptimizer", "GroupSparse"], result.stderr[-2000:]
+    # ... and the command line still does not wait for TensorFlow.
+    result = run_script("-c", "import sys, common, common.config; "
+                              "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert result.stdout.split() == ["False", "False"]
