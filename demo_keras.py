@@ -46,7 +46,7 @@ def train(config, data, on_progress=None):
     from common.batches import training_batches
     from common.counting import count_active_units
     from common.distribute import is_chief, make_strategy
-    from common.files import new_run_dir, write_atomically
+    from common.files import new_run_dir
     from common.fitting import fit_in_chunks
     from common.lifecycle import stop_on_signals, stop_status
     from common.model import build_model, evaluate, loss_name, make_optimizer, make_regularizer

@@ -3,10 +3,10 @@
 import json
 import math
 
+import pytest
 from PIL import Image
 
 from tests.helpers import run_script
-import pytest
 
 pytestmark = pytest.mark.slow  # subprocesses running whole demos
 

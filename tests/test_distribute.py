@@ -17,12 +17,12 @@ import pytest
 
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.slow  # subprocesses running whole demos
+
 # Run one demo in this process, on `devices` logical CPUs; print its summary as JSON.
 RUNNER = """
 import json, sys
 import tensorflow as tf
-
-pytestmark = pytest.mark.slow  # subprocesses running whole demos
 devices = int(sys.argv[1])
 if devices > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
