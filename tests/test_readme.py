@@ -1,20 +1,23 @@
-"""The README's example runs as written, and its two commands are the ones CI runs."""
+"""The READMEs: their examples run as written, their table is what a run prints, their
+links exist, and the test command is the one CI runs."""
 
 import re
+
+import pytest
 
 from tests.helpers import ROOT
 
 
-def readme():
-    return (ROOT / "README.md").read_text()
+def text(name="README.md"):
+    return (ROOT / name).read_text()
 
 
-def examples():
-    return re.findall(r"```python\n(.*?)```", readme(), flags=re.S)
+def examples(name):
+    return re.findall(r"```python\n(.*?)```", text(name), flags=re.S)
 
 
 def test_the_reuse_example_runs_and_prunes(boston):
-    example = examples()[0]
+    (example,) = examples("README.md")
     namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
     exec(compile(example, "README.md", "exec"), namespace)
     history, report, smaller = namespace["history"], namespace["report"], namespace["smaller"]
@@ -27,9 +30,9 @@ def test_the_reuse_example_runs_and_prunes(boston):
 def test_the_proximal_example_ends_with_exact_zeros(boston):
     import numpy as np
 
-    example = examples()[1]
+    (example,) = examples("common/README.md")
     namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
-    exec(compile(example, "README.md", "exec"), namespace)
+    exec(compile(example, "common/README.md", "exec"), namespace)
     model, counts = namespace["model"], namespace["counts"]
     assert counts.total < 13 + 20  # something was removed
     first = model.layers[0].kernel.numpy()
@@ -37,7 +40,37 @@ def test_the_proximal_example_ends_with_exact_zeros(boston):
     assert zero_rows.any() and np.all(first[zero_rows] == 0.0)
 
 
+@pytest.mark.slow
+def test_the_example_table_has_the_rows_a_run_prints(tmp_path, capsys):
+    """The digits depend on the CPU; the rows, their order and the shape of each do not."""
+    import demo_tensorflow
+
+    demo_tensorflow.main(["--epochs", "60", "--group", "0.05", "--logdir", str(tmp_path)])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    shown = re.search(r"a table like this one.*?\n\n(.*?)\n\n", text(), flags=re.S).group(1)
+    shown = shown.splitlines()
+
+    def names(lines):
+        return [re.split(r"\s{2,}", line.strip())[0] for line in lines]
+
+    assert names(shown) == names(printed)
+    for line in shown:
+        if "→" in line:
+            assert re.search(r"\d+(-\d+)+ → \d+(-\d+)+|\d+ → \d+", line), line
+
+
+def test_local_links_exist():
+    for name in ["README.md", "common/README.md", "benchmarks/README.md"]:
+        folder = (ROOT / name).parent
+        for target in re.findall(r"\]\(([^)#:]+)\)", text(name)):
+            assert (folder / target).exists(), f"{name} links to missing {target}"
+
+
+def test_the_readme_is_a_short_walk():
+    assert len(text().splitlines()) <= 150
+
+
 def test_ci_runs_the_readme_test_command():
     command = "python -m pytest -q tests"
-    assert f"pip install -r requirements-dev.txt && {command}" in readme()
+    assert f"pip install -r requirements-dev.txt && {command}" in text()
     assert command in (ROOT / ".ci" / "run").read_text()
