@@ -56,6 +56,13 @@ def test_run_json_is_what_main_returned(short_run):
     assert record["dataset"]["feature_names"][-1] == "LSTAT"
     assert set(record["test"]) == {"rmse", "loss"} and record["ms_per_step"] > 0
     assert (run_dir / "pruned.keras").is_file()
+    # The whole pruning report reaches run.json: the surviving features by name, the folds.
+    pruned = record["pruned"]
+    assert pruned["kept_feature_names"] == [record["dataset"]["feature_names"][index]
+                                            for index in pruned["kept_inputs"]]
+    assert pruned["kept_feature_names"] == record["surviving_features"]
+    assert isinstance(pruned["folded_units"], int) and pruned["architecture_before"] == [13, 20, 15, 1]
+    assert sorted(record["files"]) == ["pruned.keras", "run.json"] and record["not_written"] == []
 
 
 def test_same_seed_same_counts(short_run, tmp_path):
