@@ -49,8 +49,11 @@ def train(config, data, on_progress=None):
     from common.files import new_run_dir
     from common.fitting import fit_in_chunks
     from common.lifecycle import stop_on_signals, stop_status
-    from common.model import build_model, evaluate, loss_name, make_optimizer, make_regularizer
+    from common.model import (build_model, evaluate, loss_name, make_optimizer,
+                              make_regularizer, metric_name)
     from common.monitor import UnitHistory
+    from common.path import PathRun
+    from common.path_outputs import path_files
     from common.report import ProgressBar, print_config
     from common.summary import Outcome, finish_run
 
@@ -79,15 +82,18 @@ def train(config, data, on_progress=None):
     if batches.dropped_rows:
         print(f"note: Keras' fit needs batches that split evenly over {replicas} replicas, so "
               f"{batches.dropped_rows} rows per epoch are left out", file=sys.stderr)
-    chunk = min(config.eval_every, config.epochs)
+    # Evaluated after each chunk: the validation split with --path (the test split waits
+    # until the network is chosen), else the test split.
+    chunk, split = min(config.eval_every, config.epochs), "val" if config.path else "test"
+    path = PathRun(config, data, model)  # with --path: lambda 0 until the path starts
     with strategy.scope():
         history = UnitHistory(model, data.task, config.threshold, batches.steps_per_epoch,
                               capacity=chunk * batches.steps_per_epoch,
-                              evaluate_test=lambda trained: evaluate(trained, data))
+                              evaluate_test=lambda trained: evaluate(trained, data, split=split))
         compile_args = dict(optimizer=make_optimizer(config, regularizer),
                             loss=loss_name(data.task), metrics=[history.recorder])
 
-    progress = ProgressBar(config.epochs)
+    progress = ProgressBar(config.epochs + path.total_epochs)
     timing = {"seconds": 0.0, "steps": 0}
 
     def before_chunk(fit_epoch, logs):
@@ -104,13 +110,19 @@ def train(config, data, on_progress=None):
         if on_progress is not None:
             on_progress(len(records))
 
+    def train_epochs(epochs):
+        """Train `epochs` more epochs; False when the loss stopped being finite."""
+        fit_in_chunks(model, batches.dataset, epochs, batches.steps_per_epoch, chunk,
+                      compile_args, one_step_per_call=replicas > 1,
+                      callbacks=[history, keras.callbacks.LambdaCallback(
+                          on_epoch_begin=before_chunk, on_epoch_end=after_chunk)])
+        return history.diverged_at is None
+
     outcome = Outcome("completed", 0, units_before, wall_started)
     with stop_on_signals() as shield:
         try:
-            fit_in_chunks(model, batches.dataset, config.epochs, batches.steps_per_epoch, chunk,
-                          compile_args, one_step_per_call=replicas > 1,
-                          callbacks=[history, keras.callbacks.LambdaCallback(
-                              on_epoch_begin=before_chunk, on_epoch_end=after_chunk)])
+            if train_epochs(config.epochs):
+                path.run(train_epochs)
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
@@ -128,24 +140,27 @@ def train(config, data, on_progress=None):
             outcome.ms_per_step = 1000.0 * timing["seconds"] / timing["steps"]
 
         # The picture and the numbers behind it, whatever the status: nothing done is lost.
-        picture = run_dir / "history.png"
-        files = [(picture, lambda path: plot_history(records, data, config, path,
-                                                     outcome.status)),
-                 (run_dir / "history.csv", lambda path: write_history_csv(records, path))]
+        picture, chosen = run_dir / "history.png", path.finish()  # the path's pick, if any
+        files = [(picture, lambda file: plot_history(records, data, config, file,
+                                                     outcome.status, split)),
+                 (run_dir / "history.csv", lambda file: write_history_csv(records, file, split))]
+        files += path_files(chosen, run_dir, metric_name(data.task), config)
         if config.save_model and chief and history.diverged_at is None:
             # Compiled again without the recorder, a training aid rather than part of the model.
             with strategy.scope():
                 model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
             files.append((Path(config.save_model), model.save))
         summary = finish_run(DEMO, config, data, model, run_dir, outcome, files=files,
-                             extra={"history_png": str(picture), "num_replicas": replicas},
+                             extra={"history_png": str(picture), "num_replicas": replicas,
+                                    **chosen},
                              footer=[("picture", str(picture))], chief=chief)
     show_if_possible(picture, config)
     return summary
 
 
-def write_history_csv(records, path):
-    """The numbers behind the picture: one row per epoch, the test metrics where evaluated."""
+def write_history_csv(records, path, split="test"):
+    """The numbers behind the picture: one row per epoch, the test (or validation) metrics
+    where evaluated."""
     import csv
 
     from common.counting import unit_names
@@ -156,7 +171,7 @@ def write_history_csv(records, path):
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["epoch", "loss", "penalty", *layers, "neurons",
-                         *[f"test_{name}" for name in test_names]])
+                         *[f"{split}_{name}" for name in test_names]])
         for epoch, loss, penalty, units in zip(records["epoch"], records["loss"],
                                                records["penalty"], records["units"]):
             tested = test.get(epoch, {})
@@ -165,7 +180,7 @@ def write_history_csv(records, path):
                                for name in test_names]])
 
 
-def plot_history(records, data, config, path, status):
+def plot_history(records, data, config, path, status, split="test"):
     """Data loss, penalty and active units against the epoch, in one PNG."""
     import matplotlib
 
@@ -178,7 +193,7 @@ def plot_history(records, data, config, path, status):
     epochs = records["epoch"]
     loss_axis.plot(epochs, records["loss"], label="train")
     loss_axis.plot(records["test_epoch"], [test["loss"] for test in records["test"]],
-                   label="test", marker=".", linestyle="none")
+                   label=split, marker=".", linestyle="none")
     loss_axis.set_yscale("log")
     loss_axis.set_ylabel("data loss (no penalty)")
     loss_axis.legend()

@@ -52,9 +52,12 @@ def train(config, data, on_progress=None):
     from common.batches import training_batches
     from common.counting import active_counts, count_active_units, unit_kernels, unit_names
     from common.distribute import is_chief, make_strategy
-    from common.files import is_disk_full_message, new_run_dir
+    from common.files import is_disk_full_message, new_run_dir, unless_disk_full
     from common.lifecycle import stop_on_signals, stop_status
-    from common.model import build_model, evaluate, make_optimizer, make_regularizer, row_losses
+    from common.model import (build_model, evaluate, make_optimizer, make_regularizer,
+                              metric_name, row_losses)
+    from common.path import PathRun
+    from common.path_outputs import write_point_summaries
     from common.penalties import penalty_value
     from common.report import ProgressBar, print_config
     from common.summary import Outcome, finish_run, finite_or_none
@@ -128,36 +131,47 @@ def train(config, data, on_progress=None):
                 break
         return loss, penalty, counts
 
-    # Train in chunks of eval_every steps: one graph call each, then a test evaluation.
+    # Train in chunks of eval_every steps: one graph call each, then an evaluation (on the
+    # validation split with --path: the test split waits until the network is chosen).
     # Ctrl-C and SIGTERM stop it between two steps; everything done so far is written.
+    split = "val" if config.path else "test"
     outcome = Outcome("completed", 0, units_before, wall_started)
-    train_seconds, timed_steps = 0.0, 0
-    progress = ProgressBar(total_steps)
+    timing = {"seconds": 0.0, "steps": 0}
+
+    def train_for(num_steps):
+        """Train `num_steps` more steps; False when the loss stopped being finite."""
+        end = steps_done() + num_steps
+        while steps_done() < end:
+            done = steps_done()
+            started = time.perf_counter()
+            loss, penalty, counts = train_steps(tf.constant(min(config.eval_every, end - done)))
+            loss, penalty = float(loss), float(penalty)  # waits for the graph call to end
+            if done > 0:  # the first call also traces the graph: keep it out of the timing
+                timing["seconds"] += time.perf_counter() - started
+                timing["steps"] += steps_done() - done
+            outcome.final_loss = finite_or_none(loss)
+            if not (math.isfinite(loss) and math.isfinite(penalty)):
+                outcome.status = "diverged"
+                outcome.message = (f"the loss became {loss + penalty} at step {steps_done()}: "
+                                   "training stopped (try a smaller --lr)")
+                print(f"\n{outcome.message}", file=sys.stderr)
+                return False
+            with writer.as_default(step=steps_done()):
+                for name, value in evaluate(model, data, split=split).items():
+                    tf.summary.scalar(f"{split}/{name}", value)
+            progress.update(steps_done(), loss=f"{loss:.4f}", units=int(sum(counts.numpy())))
+            if on_progress is not None:
+                on_progress(steps_done())
+        return True
+
+    path = PathRun(config, data, model)  # with --path: lambda 0 until the path starts
+    progress = ProgressBar(total_steps + path.total_epochs * batches.steps_per_epoch)
     with stop_on_signals() as shield:
         try:
-            while steps_done() < total_steps:
-                done = steps_done()
-                chunk = min(config.eval_every, total_steps - done)
-                started = time.perf_counter()
-                loss, penalty, counts = train_steps(tf.constant(chunk))
-                loss, penalty = float(loss), float(penalty)  # waits for the graph call to end
-                if done > 0:  # the first call also traces the graph: keep it out of the timing
-                    train_seconds += time.perf_counter() - started
-                    timed_steps += steps_done() - done
-                outcome.final_loss = finite_or_none(loss)
-                if not (math.isfinite(loss) and math.isfinite(penalty)):
-                    outcome.status = "diverged"
-                    outcome.message = (f"the loss became {loss + penalty} at step "
-                                       f"{steps_done()}: training stopped (try a smaller --lr)")
-                    print(f"\n{outcome.message}", file=sys.stderr)
-                    break
-                test = evaluate(model, data)
-                with writer.as_default(step=steps_done()):
-                    for name, value in test.items():
-                        tf.summary.scalar(f"test/{name}", value)
-                progress.update(steps_done(), loss=f"{loss:.4f}", units=int(sum(counts.numpy())))
-                if on_progress is not None:
-                    on_progress(steps_done())
+            if train_for(total_steps):
+                path.run(lambda epochs: train_for(epochs * batches.steps_per_epoch),
+                         on_point=lambda point: write_point_summaries(
+                             run_dir, writer, point, metric_name(data.task), steps_done()))
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
@@ -170,21 +184,17 @@ def train(config, data, on_progress=None):
         shield()  # from here on, signals wait until the files are written
         progress.close()
         outcome.steps = steps_done()
-        outcome.ms_per_step = 1000.0 * train_seconds / timed_steps if timed_steps else None
-        try:
+        outcome.ms_per_step = (1000.0 * timing["seconds"] / timing["steps"] if timing["steps"]
+                               else None)
+        with unless_disk_full():
             writer.flush()
-        except tf.errors.OpError as error:
-            if not is_disk_full_message(error):
-                raise
         summary = finish_run(DEMO, config, data, model, run_dir, outcome,
-                             extra={"num_replicas": strategy.num_replicas_in_sync},
+                             extra={"num_replicas": strategy.num_replicas_in_sync,
+                                    **path.finish()},
                              footer=[("view it with", f"tensorboard --logdir {config.logdir}")],
                              chief=chief)
-    try:
+    with unless_disk_full():
         writer.close()
-    except tf.errors.OpError as error:
-        if not is_disk_full_message(error):
-            raise
     return summary
 
 

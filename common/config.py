@@ -12,6 +12,7 @@ import sys
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
 SOLVERS = ("subgradient", "proximal")
+SELECTION_RULES = ("1se", "min")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 # --preset compact: the settings behind the benchmark's "compact" rows (README, Results).
@@ -53,6 +54,13 @@ class Config:
     finetune: int = 0  # epochs to retrain the pruned model without penalty
     strategy: str = "none"  # tf.distribute: none, mirrored (one machine), multiworker (TF_CONFIG)
     connect_timeout: float = 120.0  # multiworker: seconds to wait for the other workers
+    path: bool = False  # train the dense network, then a warm-started path of growing lambdas
+    val_fraction: float = 0.2  # path: the training rows held out to choose on (never the test)
+    path_points: int = 20  # path: lambdas on the automatic geometric grid
+    path_lambdas: tuple[float, ...] | None = None  # path: these lambdas instead of the grid
+    path_epochs: int | None = None  # path: epochs per point; None: epochs // 15, at least 1
+    select: str = "1se"  # path: 1se (fewest units within one SE of the best) or min (best)
+    max_units: int | None = None  # path: the best point with at most this many active units
     no_show: bool = False  # Keras demo: never open a plot window
     save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
 
@@ -100,6 +108,13 @@ def _positive_float(text):
     value = _non_negative_float(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be greater than 0, got 0")
+    return value
+
+
+def _fraction(text):
+    value = _non_negative_float(text)
+    if not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 0.5, got {text}")
     return value
 
 
@@ -205,6 +220,23 @@ def build_parser(demo):
         "multiworker (one process per machine, cluster in TF_CONFIG)")
     add("--connect-timeout", type=_positive_float, default=defaults.connect_timeout,
         help="--strategy multiworker: seconds to wait for the other workers")
+    add("--path", action="store_true",
+        help="choose lambda for you: train the dense network, then a warm-started path of "
+        "growing lambdas, and keep the network the validation split picks")
+    add("--val-fraction", type=_fraction, default=defaults.val_fraction,
+        help="--path: share of the training rows held out for choosing (0 to 0.5)")
+    add("--path-points", type=_positive_int, default=defaults.path_points,
+        help="--path: lambdas on the automatic grid")
+    add("--path-lambdas", type=_positive_float, nargs="+", metavar="LAMBDA",
+        help="--path: these increasing lambdas instead of the automatic grid")
+    add("--path-epochs", type=_positive_int,
+        help="--path: epochs per point; none: --epochs / 15, in whole --eval-every chunks")
+    add("--select", choices=SELECTION_RULES, default=defaults.select,
+        help="--path: 1se, the fewest active units within one standard error of the best "
+        "validation metric; min, the best validation metric")
+    add("--max-units", type=_positive_int,
+        help="--path: the best validation metric among points with at most this many "
+        "active units (inputs included)")
     add("--no-show", action="store_true", help="Keras demo: save the plot, open no window")
     add("--save-model", metavar="PATH", type=_keras_path,
         help="Keras demo: save the trained model to PATH (.keras)")
@@ -235,6 +267,7 @@ def parse_config(argv=None, demo="tensorflow"):
         parser.error("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras"
                      "#20585), so demo_keras.py cannot use --strategy multiworker: run "
                      "demo_tensorflow.py --strategy multiworker instead")
+    _check_path(parser, args, argv)
     from common.distribute import check_tf_config
     from common.files import check_output_file, check_writable_folder
 
@@ -243,7 +276,41 @@ def parse_config(argv=None, demo="tensorflow"):
     if problem:
         parser.error(problem)
     values["hidden"] = tuple(args.hidden)
+    if args.path_lambdas is not None:
+        values["path_lambdas"] = tuple(args.path_lambdas)
     return Config(**values)
+
+
+PATH_FLAGS = ("--val-fraction", "--path-points", "--path-lambdas", "--path-epochs", "--select",
+              "--max-units")
+
+
+def _check_path(parser, args, argv):
+    """The path's flags make sense together, before anything is trained."""
+    given = [flag for flag in PATH_FLAGS
+             if any(word == flag or word.startswith(flag + "=") for word in argv)]
+    if not args.path:
+        if given:
+            parser.error(f"{given[0]} belongs to --path; add --path or drop it")
+        return
+    if args.group_strength == 0 and args.l1 == 0:
+        parser.error("--path grows the group Lasso (or L1) strength: --group or --l1 must be "
+                     "above 0")
+    lambdas = args.path_lambdas
+    if lambdas is not None and any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+        parser.error("--path-lambdas must increase strictly, got "
+                     + " ".join(f"{value:g}" for value in lambdas))
+    smallest = 1 + len(args.hidden)  # one input and one unit in each hidden layer
+    if args.max_units is not None and args.max_units < smallest:
+        parser.error(f"--max-units {args.max_units} is below the smallest network "
+                     f"({smallest} units: one input and one unit per hidden layer)")
+    if args.strategy != "none":
+        parser.error("--path runs on one device; drop --strategy")
+    if not any(word == "--solver" or word.startswith("--solver=") for word in argv) \
+            and not args.preset:
+        args.solver = "proximal"  # exact zeros: the path's counts need no threshold
+        if args.threshold is None:
+            args.threshold = 0.0
 
 
 def preset_settings(name, dataset):

@@ -35,6 +35,8 @@ class Dataset:
     num_classes: int | None  # None for regression
     target_min: float = 0.0  # regression: the training target's range, for inverse scaling
     target_max: float = 1.0
+    x_val: np.ndarray | None = None  # the validation split, carved from the training rows
+    y_val: np.ndarray | None = None  # (only when asked for: --path)
 
     @property
     def num_features(self):
@@ -49,20 +51,26 @@ class Dataset:
         return np.asarray(y) * (self.target_max - self.target_min) + self.target_min
 
 
-def load_dataset(name="boston", seed=0, csv_path=None, target=None):
-    """Load a data set by name, split 75/25 with `seed`, scale with training statistics."""
+def load_dataset(name="boston", seed=0, csv_path=None, target=None, val_fraction=None):
+    """Load a data set by name, split 75/25 with `seed`, scale with training statistics.
+
+    With `val_fraction`, that fraction of the training rows becomes a validation split
+    (stratified for classification); the test split is the same as without it, and the
+    scalers see only the remaining training rows.
+    """
+    split = dict(seed=seed, val_fraction=val_fraction)
     if name == "boston":
         x, y, names = _parse_numeric_csv(BOSTON_CSV, _checked_boston_bytes(), "MEDV",
                                          skip_lines=1)
-        return _split_and_scale(name, x, y, names, seed, "regression")
+        return _split_and_scale(name, x, y, names, "regression", **split)
     if name == "csv":
         if csv_path is None or target is None:
             raise DataError("a CSV data set needs both a file path and a target column")
         path = Path(csv_path)
         x, y, names = _parse_numeric_csv(path, _read_bytes(path), target)
-        return _split_and_scale(name, x, y, names, seed, "regression")
+        return _split_and_scale(name, x, y, names, "regression", **split)
     if name in ("diabetes", "digits", "california"):
-        return _load_sklearn(name, seed)
+        return _load_sklearn(name, split)
     raise DataError(f"unknown data set {name!r}: choose boston, diabetes, digits, california or csv")
 
 
@@ -156,7 +164,7 @@ def _number(cell, path, line, column):
     return value
 
 
-def _load_sklearn(name, seed):
+def _load_sklearn(name, split):
     import sklearn.datasets
 
     if name == "diabetes":
@@ -169,7 +177,7 @@ def _load_sklearn(name, seed):
         bunch = _fetch_california(sklearn.datasets)
         task = "regression"
     names = [str(feature) for feature in bunch.feature_names]
-    return _split_and_scale(name, bunch.data, bunch.target, names, seed, task)
+    return _split_and_scale(name, bunch.data, bunch.target, names, task, **split)
 
 
 def _fetch_california(datasets):
@@ -186,7 +194,12 @@ def _fetch_california(datasets):
             "use boston, diabetes or digits, or --csv with your own file") from None
 
 
-def _split_and_scale(name, x, y, names, seed, task):
+# The smallest validation split that can choose anything: fewer rows give a standard error
+# too rough to compare networks by.
+MIN_VALIDATION_ROWS = 10
+
+
+def _split_and_scale(name, x, y, names, task, seed, val_fraction=None):
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import MinMaxScaler
 
@@ -195,20 +208,52 @@ def _split_and_scale(name, x, y, names, seed, task):
     stratify = y if task == "classification" else None
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=TEST_FRACTION, random_state=seed, stratify=stratify)
+    x_val = y_val = None
+    if val_fraction:
+        x_train, x_val, y_train, y_val = _carve_validation(name, x_train, y_train, task, seed,
+                                                           val_fraction)
     # Inputs to [-1, 1] as the original; DIGITS pixels to [0, 1] as the paper.
     feature_range = (0, 1) if name == "digits" else (-1, 1)
     scaler = MinMaxScaler(feature_range=feature_range).fit(x_train)
-    x_train = scaler.transform(x_train).astype(np.float32)
-    x_test = scaler.transform(x_test).astype(np.float32)
+
+    def inputs(rows):
+        return None if rows is None else scaler.transform(rows).astype(np.float32)
+
     if task == "classification":
-        return Dataset(name, task, x_train, x_test, y_train.astype(np.int32),
-                       y_test.astype(np.int32), names, int(np.max(y)) + 1)
+        def targets(values):
+            return None if values is None else values.astype(np.int32)
+
+        return Dataset(name, task, inputs(x_train), inputs(x_test), targets(y_train),
+                       targets(y_test), names, int(np.max(y)) + 1, x_val=inputs(x_val),
+                       y_val=targets(y_val))
     low, high = float(np.min(y_train)), float(np.max(y_train))
     span = high - low if high > low else 1.0
-    return Dataset(name, task, x_train, x_test,
-                   ((y_train - low) / span).astype(np.float32).reshape(-1, 1),
-                   ((y_test - low) / span).astype(np.float32).reshape(-1, 1),
-                   names, None, low, low + span)
+
+    def targets(values):
+        return None if values is None else ((values - low) / span).astype(np.float32).reshape(-1, 1)
+
+    return Dataset(name, task, inputs(x_train), inputs(x_test), targets(y_train),
+                   targets(y_test), names, None, low, low + span, x_val=inputs(x_val),
+                   y_val=targets(y_val))
+
+
+def _carve_validation(name, x_train, y_train, task, seed, fraction):
+    from sklearn.model_selection import train_test_split
+
+    rows = round(len(x_train) * fraction)
+    if rows < MIN_VALIDATION_ROWS:
+        raise DataError(f"data set {name!r}: --val-fraction {fraction:g} of its {len(x_train)} "
+                        f"training rows is {rows} rows; a validation split needs at least "
+                        f"{MIN_VALIDATION_ROWS}")
+    stratify = None
+    if task == "classification":
+        classes, counts = np.unique(y_train, return_counts=True)
+        if rows < len(classes) or counts.min() < 2:
+            raise DataError(f"data set {name!r}: a validation split of {rows} rows cannot hold "
+                            f"each of its {len(classes)} classes with some left for training")
+        stratify = y_train
+    return train_test_split(x_train, y_train, test_size=rows, random_state=seed + 1,
+                            stratify=stratify)
 
 
 def load_or_exit(config):
@@ -216,7 +261,8 @@ def load_or_exit(config):
     import sys
 
     try:
-        return load_dataset(config.dataset, config.seed, config.csv_path, config.target)
+        return load_dataset(config.dataset, config.seed, config.csv_path, config.target,
+                            config.val_fraction if config.path else None)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -129,3 +129,13 @@ def is_disk_full_message(text):
     """True for TensorFlow's words for a full disk (its writers raise their own errors)."""
     return any(words in str(text) for words in
                ("No space left on device", "Disk quota exceeded", "File too large"))
+
+
+@contextlib.contextmanager
+def unless_disk_full():
+    """Let a write fail quietly when the disk is full (the run reports it once, at the end)."""
+    try:
+        yield
+    except Exception as error:  # TensorFlow's writers raise their own error types
+        if not is_disk_full_message(error):
+            raise

@@ -26,7 +26,11 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
         if size == 0 or count == 0:
             continue
         steps = size * steps_per_epoch
-        model.compile(**compile_args, steps_per_execution=1 if one_step_per_call else steps)
+        per_call = 1 if one_step_per_call else steps
+        # Compiled once per chunk size: a later call (a path's next point) reuses the graph.
+        if getattr(model, "_chunk_compiled", None) != (id(compile_args), per_call):
+            model.compile(**compile_args, steps_per_execution=per_call)
+            model._chunk_compiled = (id(compile_args), per_call)
         model.fit(batches, epochs=count, steps_per_epoch=steps, shuffle=False, verbose=0,
                   callbacks=list(callbacks))
         if model.stop_training:

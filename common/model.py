@@ -59,19 +59,38 @@ def loss_name(task):
     return "sparse_categorical_crossentropy" if task == "classification" else "mse"
 
 
-def evaluate(model, data, x=None, y=None):
-    """Test loss and metric: RMSE in the target's original units, or accuracy."""
-    x = data.x_test if x is None else x
-    y = data.y_test if y is None else y
+def evaluate(model, data, x=None, y=None, split="test"):
+    """Loss and metric on a split ("test" or "val"): RMSE in the target's original units, or
+    accuracy. `x` replaces the split's inputs (a pruned model reads fewer columns)."""
+    x = getattr(data, f"x_{split}") if x is None else x
+    y = getattr(data, f"y_{split}") if y is None else y
     predictions = ops.convert_to_numpy(model(x, training=False))
     metrics = {"loss": float(ops.convert_to_numpy(data_loss(data.task, y, predictions)))}
-    if data.task == "classification":
-        metrics["accuracy"] = float(np.mean(np.argmax(predictions, axis=1) == y))
-    else:
-        errors = data.inverse_transform_target(predictions) - data.inverse_transform_target(y)
-        metrics["rmse"] = float(np.sqrt(np.mean(np.square(errors))))
+    metric, _ = metric_and_standard_error(data, y, predictions)
+    metrics[metric_name(data.task)] = metric
     return metrics
+
+
+def metric_and_standard_error(data, y, predictions):
+    """The metric and its standard error from the per-example results.
+
+    Accuracy: the mean of per-example hits, SE sqrt(p (1 - p) / n). RMSE: the square root of
+    the mean squared error, SE by the delta method, SE(MSE) / (2 RMSE).
+    """
+    if data.task == "classification":
+        hits = np.argmax(predictions, axis=1) == np.asarray(y).reshape(-1)
+        accuracy = float(np.mean(hits))
+        return accuracy, float(np.sqrt(accuracy * (1 - accuracy) / len(hits)))
+    errors = data.inverse_transform_target(predictions) - data.inverse_transform_target(y)
+    squared = np.square(np.asarray(errors, np.float64)).reshape(-1)
+    rmse = float(np.sqrt(np.mean(squared)))
+    se_mse = float(np.std(squared, ddof=1) / np.sqrt(len(squared))) if len(squared) > 1 else 0.0
+    return rmse, se_mse / (2 * rmse) if rmse > 0 else 0.0
 
 
 def metric_name(task):
     return "accuracy" if task == "classification" else "rmse"
+
+
+def higher_is_better(task):
+    return task == "classification"

@@ -75,6 +75,9 @@ class GroupSparse(keras.regularizers.Regularizer):
         self.l1 = _checked_strength("l1", l1)
         self.l2 = _checked_strength("l2", l2)
         self.proximal = bool(proximal)
+        # A variable that multiplies every strength, so a path of strengths needs no new
+        # graph (common.path). A training aid: not saved with the model.
+        self.scale = None
 
     def value(self, kernel):
         """The penalty of `kernel`, whichever way it is applied."""
@@ -85,6 +88,8 @@ class GroupSparse(keras.regularizers.Regularizer):
             penalty = penalty + self.l1 * ops.sum(ops.abs(kernel))
         if self.l2:
             penalty = penalty + self.l2 * ops.sum(ops.square(kernel))
+        if self.scale is not None:
+            penalty = penalty * ops.cast(self.scale, penalty.dtype)
         return penalty
 
     def __call__(self, kernel):

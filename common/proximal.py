@@ -32,9 +32,10 @@ from common.penalties import GroupSparse, _group_axes, group_size
 NEWTON_STEPS = 5
 
 
-def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_STEPS):
-    """argmin_w 1/2 sum((w - v)**2 / step) + group_strength*sqrt(n)*sum_g ||w_g||
-    + l1*|w|_1 + l2*|w|^2.
+def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_STEPS,
+                      scale=None):
+    """argmin_w 1/2 sum((w - v)**2 / step) + s * (group_strength*sqrt(n)*sum_g ||w_g||
+    + l1*|w|_1 + l2*|w|^2), with s = `scale` (a number or a scalar tensor; 1 when None).
 
     `step` is a number (the same step for every weight) or an array shaped like `v` (one
     step per weight, all > 0). Groups are the kernel's rows (`common.penalties`). The three
@@ -42,15 +43,21 @@ def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=
     weight, then the group step shrinks each row or sets it to exactly zero.
     """
     v = ops.convert_to_tensor(v)
+    # Which parts exist is decided on the plain numbers; a scale (maybe a tensor) then
+    # multiplies their strengths.
+    has_group, has_l1, has_l2 = bool(group_strength), bool(l1), bool(l2)
+    if scale is not None:
+        scale = ops.cast(scale, v.dtype)
+        group_strength, l1, l2 = group_strength * scale, l1 * scale, l2 * scale
     uniform = not hasattr(step, "shape") or len(step.shape) == 0
     inverse = 1.0 / (step if uniform else ops.cast(step, v.dtype))  # d_i = 1 / t_i
-    if l2:
+    if has_l2:
         scaled = inverse + 2.0 * l2
         v = v * (inverse / scaled)
         inverse = scaled
-    if l1:
+    if has_l1:
         v = ops.sign(v) * ops.maximum(ops.abs(v) - l1 / inverse, 0.0)
-    if not group_strength:
+    if not has_group:
         return v
     threshold = group_strength * math.sqrt(group_size(v))  # c: lambda * sqrt(group size)
     axes = _group_axes(v)
@@ -182,7 +189,7 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
                      / (1.0 - ops.power(inner.beta_1, t)))
             step = alpha / (ops.sqrt(ops.convert_to_tensor(moments)) + inner.epsilon)
         new = prox_group_sparse(value, step, regularizer.group_strength, regularizer.l1,
-                                regularizer.l2)
+                                regularizer.l2, scale=regularizer.scale)
         if frozen is not None:
             new = ops.where(frozen, ops.zeros_like(new), new)
         return new

@@ -93,3 +93,21 @@ def print_report(summary, run_dir, footer=()):
     for name, text in rows:
         print(f"  {name:<{width}}  {text}")
 
+
+
+def print_path_table(summary):
+    """One line per point of a path: lambda, units per layer, parameters, validation
+    metric ± SE; the selected point marked with an arrow."""
+    metric = metric_name(summary["dataset"]["task"])
+    selected = (summary.get("selected") or {}).get("index")
+    print(f"  path ({summary['path_ended']}):")
+    print(f"     {'lambda':>9}  {'units':<14} {'params':>6}  validation {metric}")
+    for record in summary["path"]:
+        units = "-".join(str(count) for count in [record["units"]["inputs"],
+                                                   *record["units"]["hidden"]])
+        mark = "→" if record["index"] == selected else " "
+        print(f"   {mark} {record['lambda']:9.3e}  {units:<14} {record['params']:>6}  "
+              f"{record['val_metric']:.4f} ± {record['val_se']:.4f}")
+    if selected is not None:
+        print(f"  selected by the {summary['selected']['rule']} rule; the test split is read "
+              "once, for this network only")

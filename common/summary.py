@@ -20,7 +20,7 @@ from common.files import NO_ROOM, OutputError, write_atomically, write_json
 from common.fitting import finetune
 from common.model import evaluate
 from common.pruning import prune_model, thresholded_copy
-from common.report import print_report
+from common.report import print_path_table, print_report
 
 
 @dataclasses.dataclass
@@ -121,6 +121,8 @@ def finish_run(demo, config, data, model, run_dir, outcome, files=(), extra=None
               file=sys.stderr)
     elif outcome.status == "failed":
         print(f"error: {outcome.message}", file=sys.stderr)
+    if summary.get("path"):
+        print_path_table(summary)
     print_report(summary, run_dir, footer)
     if not chief:  # a worker's files are the chief's duplicates
         shutil.rmtree(run_dir, ignore_errors=True)

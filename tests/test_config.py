@@ -140,3 +140,38 @@ def test_help_shows_every_default_and_the_exit_codes(capsys):
         start = text.index(flag)
         assert f"(default {default})" in text[start:text.index(" --", start + len(flag))], flag
     assert "seeds the split" in text and "143 terminated" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--path", "--path-points", "0"], "--path-points: must be positive, got 0"),
+    (["--path", "--path-lambdas", "1e-3", "1e-4"], "--path-lambdas must increase strictly"),
+    (["--path", "--path-lambdas", "1e-3", "1e-3"], "--path-lambdas must increase strictly"),
+    (["--path", "--path-lambdas", "-1e-3"], "--path-lambdas: must be a finite number >= 0"),
+    (["--path", "--val-fraction", "0.6"], "--val-fraction: must be above 0 and at most 0.5"),
+    (["--path", "--val-fraction", "0"], "--val-fraction: must be above 0 and at most 0.5"),
+    (["--path", "--max-units", "2"], "--max-units 2 is below the smallest network (3 units"),
+    (["--path", "--group", "0"], "--group or --l1 must be above 0"),
+    (["--select", "min"], "--select belongs to --path"),
+    (["--path", "--strategy", "mirrored"], "--path runs on one device"),
+])
+def test_path_flags_are_checked_before_training(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_path_defaults_to_exact_zeros_and_a_validation_split():
+    config = parse_config(["--path"])
+    assert config.solver == "proximal" and config.threshold == 0.0
+    assert (config.val_fraction, config.path_points, config.select) == (0.2, 20, "1se")
+    assert parse_config(["--path", "--solver", "subgradient"]).threshold == 1e-3
+
+
+@pytest.mark.slow
+def test_a_too_small_validation_split_is_one_line_before_tensorflow(tmp_path):
+    rows = "".join(f"{i},{i % 5},{2 * i}\n" for i in range(24))
+    path = tmp_path / "tiny.csv"
+    path.write_text("a,b,y\n" + rows)
+    result = run_script("demo_tensorflow.py", "--path", "--csv", str(path), "--target", "y")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith("a validation split needs at least 10")

@@ -1,0 +1,217 @@
+"""Choosing lambda for the user: a warm-started path of growing strengths, picked on validation.
+
+    python demo_tensorflow.py --path     # dense network, then ~20 lambdas, then the pick
+
+The dense network is trained first (lambda 0, the run's usual budget). Then lambda grows
+geometrically, each point continuing from the previous point's weights and optimizer state
+for `path_epochs` epochs, as glmnet and LassoNet do. The grid runs from lambda_max / 1000
+to lambda_max, where lambda_max is the largest value of ||dL/dW[g]|| / sqrt(group size)
+over all groups g, each gradient taken with that group set to zero: above it even the
+strongest group is held at zero (the optimality condition of the penalized problem).
+
+Point 0 is the dense network. Each point is pruned and scored on the validation split
+(never the test split), with a standard error; `select_point` then picks one. The path stops early when a layer has no
+unit left, or when the validation loss has been above twice the best for two points.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from common.counting import count_active_units
+from common.fitting import finetune
+from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
+from common.penalties import GroupSparse
+from common.pruning import prune_model
+
+GRID_RATIO = 1e-3  # lambda_min / lambda_max of the automatic grid
+STOP_LOSS_RATIO = 2.0  # stop once the validation loss exceeds this times the best ...
+STOP_PATIENCE = 2  # ... for this many points in a row
+
+
+@dataclasses.dataclass
+class PathPoint:
+    index: int
+    lam: float  # the group Lasso strength (the L1 strength when only L1 is on)
+    units: dict  # {"inputs": n, "hidden": [n, ...]}
+    total_units: int  # inputs included, as the `neurons` chart
+    params: int  # parameters of the pruned network
+    val_metric: float
+    val_se: float
+    val_loss: float
+    weights: list = dataclasses.field(repr=False, default=None)  # the trained weights
+
+    def as_dict(self):
+        return {"index": self.index, "lambda": self.lam, "units": self.units,
+                "total_units": self.total_units, "params": self.params,
+                "val_metric": self.val_metric, "val_se": self.val_se, "val_loss": self.val_loss}
+
+
+def base_strength(config):
+    """The strength a path lambda replaces: the group Lasso's, or L1's when it is alone."""
+    return config.group_strength or config.l1
+
+
+def attach_scale(model):
+    """A variable multiplying every GroupSparse strength of `model`, returned; starts at 0
+    (the dense network). Setting it changes the penalty without building a new graph."""
+    scale = keras.Variable(0.0, dtype="float32", trainable=False, name="strength_scale")
+    for layer in model.layers:
+        regularizer = getattr(layer, "kernel_regularizer", None)
+        if isinstance(regularizer, GroupSparse):
+            regularizer.scale = scale
+    return scale
+
+
+def lambda_max(model, x, y, task):
+    """The largest ||dL/dW[g]|| / sqrt(group size), W[g] = 0, over the kernels' rows g."""
+    import tensorflow as tf
+
+    kernels = [layer.kernel for layer in model.layers if getattr(layer, "kernel", None) is not None]
+    largest = 0.0
+    for kernel in kernels:
+        original = ops.convert_to_numpy(kernel)
+        group_size = original.shape[1]
+        for row in range(original.shape[0]):
+            zeroed = original.copy()
+            zeroed[row] = 0.0
+            kernel.assign(zeroed)
+            with tf.GradientTape() as tape:
+                loss = ops.mean(row_losses(task, y, model(x, training=False)))
+            gradient = tape.gradient(loss, kernel.value)
+            norm = float(np.linalg.norm(ops.convert_to_numpy(gradient)[row]))
+            largest = max(largest, norm / math.sqrt(group_size))
+        kernel.assign(original)
+    return largest
+
+
+def lambda_grid(config, model, data):
+    """The path's lambdas: the user's, or a geometric grid below lambda_max."""
+    if config.path_lambdas:
+        return list(config.path_lambdas)
+    # For an L1-only path this is an upper bound: a weight's gradient is below its row's.
+    top = lambda_max(model, data.x_train, data.y_train, data.task)
+    return [float(value) for value in np.geomspace(top * GRID_RATIO, top, config.path_points)]
+
+
+def path_epochs(config):
+    """Epochs per point: --path-epochs, or a fifteenth of the dense budget, rounded down to
+    whole chunks of --eval-every epochs (so the Keras demo's graph serves every point)."""
+    if config.path_epochs:
+        return config.path_epochs
+    epochs = max(config.epochs // 15, 1)
+    return epochs // config.eval_every * config.eval_every or epochs
+
+
+def measure_point(model, data, config, index, lam):
+    """Count, prune (and fine-tune, with --finetune) and score on the validation split."""
+    counts = count_active_units(model, config.threshold)
+    pruned, report = prune_model(model, config.threshold, data.feature_names)
+    x_val = data.x_val[:, report.kept_inputs]
+    if config.finetune:  # the pruned network retrained, as the end of the run will
+        finetune(pruned, data.task, data.x_train[:, report.kept_inputs], data.y_train,
+                 config.finetune, config.batch_size, config.lr, config.seed)
+    predictions = ops.convert_to_numpy(pruned(x_val, training=False))
+    metric, se = metric_and_standard_error(data, data.y_val, predictions)
+    loss = float(np.mean(ops.convert_to_numpy(row_losses(data.task, data.y_val, predictions))))
+    return PathPoint(index, lam, counts.as_dict(), counts.total, report.params_after, metric,
+                     se, loss, [np.array(weight) for weight in model.get_weights()])
+
+
+def run_path(model, data, config, scale, train_for, points, lambdas, on_point=None):
+    """Train and measure each lambda in turn, appending a PathPoint to `points` (so a
+    caller stopped by Ctrl-C keeps the finished ones). `train_for(epochs)` trains the model
+    in place and returns False when training diverged. Returns why the path ended."""
+    worse = 0
+    for index, lam in enumerate([0.0, *lambdas]):  # point 0: the dense network as trained
+        scale.assign(lam / base_strength(config))
+        if index > 0 and train_for(path_epochs(config)) is False:
+            return "diverged"
+        point = measure_point(model, data, config, index, lam)
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+        best_loss = min(point.val_loss for point in points)
+        worse = worse + 1 if point.val_loss > STOP_LOSS_RATIO * best_loss else 0
+        if min(point.units["inputs"], *point.units["hidden"]) == 0:
+            return "a layer has no unit left"
+        if worse >= STOP_PATIENCE:
+            return f"the validation loss stayed above {STOP_LOSS_RATIO:g} x the best"
+    return "every lambda was trained"
+
+
+def select_point(records, task, rule="1se", max_units=None):
+    """The index of the chosen point among `records` (dicts with total_units, val_metric,
+    val_se, lambda) and the rule that chose it.
+
+    1se: the fewest units among points whose metric is within one standard error of the
+    best point's; min: the best metric; max_units: the best metric among points with at most
+    that many units (the smallest point if none is that small). Ties go to the better
+    metric, then to the larger lambda (the simpler model).
+    """
+    sign = -1.0 if higher_is_better(task) else 1.0  # minimize sign * metric
+
+    def goodness(record):
+        return sign * record["val_metric"]
+
+    order = list(range(len(records)))
+    if max_units is not None:
+        small = [index for index in order if records[index]["total_units"] <= max_units]
+        pool = small or [min(order, key=lambda index: records[index]["total_units"])]
+        return min(pool, key=lambda index: (goodness(records[index]),
+                                            -records[index]["lambda"])), f"max-units {max_units}"
+    best = min(order, key=lambda index: (goodness(records[index]), -records[index]["lambda"]))
+    if rule == "min":
+        return best, "min"
+    bound = goodness(records[best]) + records[best]["val_se"]
+    within = [index for index in order if goodness(records[index]) <= bound + 1e-12]
+    return min(within, key=lambda index: (records[index]["total_units"],
+                                          goodness(records[index]),
+                                          -records[index]["lambda"])), "1se"
+
+
+def finish_path(model, points, data, config, ended):
+    """Load the selected point's weights into `model`; the run.json fields of the path."""
+    records = [point.as_dict() for point in points]
+    if not records:
+        return {"path": [], "path_ended": ended, "selected": None}
+    index, rule = select_point(records, data.task, config.select, config.max_units)
+    model.set_weights(points[index].weights)
+    metric = metric_name(data.task)
+    return {"path": records, "path_ended": ended, "path_epochs": path_epochs(config),
+            "selected": {"index": index, "rule": rule, "lambda": points[index].lam,
+                         "val_" + metric: points[index].val_metric,
+                         "val_se": points[index].val_se}}
+
+
+class PathRun:
+    """The path inside a demo: attach it before training (the penalty starts at 0), train
+    the dense network, `run` the path with the demo's own training, then `finish`.
+
+    Without --path every method does nothing, so a demo calls them unconditionally.
+    """
+
+    def __init__(self, config, data, model):
+        self.config, self.data, self.model = config, data, model
+        self.points, self.ended = [], "not started"
+        self.scale = attach_scale(model) if config.path else None
+        num_points = len(config.path_lambdas or ()) or config.path_points
+        self.total_epochs = num_points * path_epochs(config) if config.path else 0
+
+    def run(self, train_epochs, on_point=None):
+        """`train_epochs(epochs)` trains the model in place; False when it diverged."""
+        if not self.config.path:
+            return
+        lambdas = lambda_grid(self.config, self.model, self.data)
+        self.ended = "interrupted"  # until run_path returns
+        self.ended = run_path(self.model, self.data, self.config, self.scale, train_epochs,
+                              self.points, lambdas, on_point)
+
+    def finish(self):
+        """The run.json fields of the path; the model then holds the selected weights."""
+        if not self.config.path:
+            return {}
+        return finish_path(self.model, self.points, self.data, self.config, self.ended)

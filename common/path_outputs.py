@@ -1,0 +1,87 @@
+"""What a path leaves to look at: TensorBoard runs per point, path.csv and path.png."""
+
+import csv
+
+from common.counting import unit_names
+
+
+def write_point_summaries(run_dir, writer, point, metric, step):
+    """TF demo: each point as its own TensorBoard run `path-NN` (lambda as a hyperparameter,
+    the validation metric, units and parameters as its metrics), and `path/*` scalars with
+    the point's index as step in the main run."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams
+
+    point_dir = run_dir / f"path-{point.index:02d}"
+    values = {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
+              "path/params": point.params}
+    point_writer = tf.summary.create_file_writer(str(point_dir))
+    with point_writer.as_default(step=step):
+        hparams.hparams({"lambda": point.lam}, trial_id=f"{run_dir.name}/{point_dir.name}")
+        for tag, value in values.items():
+            tf.summary.scalar(tag, value)
+    point_writer.close()
+    with writer.as_default(step=point.index):
+        for tag, value in {**values, "path/lambda": point.lam}.items():
+            tf.summary.scalar(tag, value)
+
+
+def write_path_csv(records, path, metric):
+    """One row per point: lambda, units per layer, total, parameters, validation metric."""
+    layers = unit_names(1 + len(records[0]["units"]["hidden"])) if records else []
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["index", "lambda", *layers, "total_units", "params",
+                         f"val_{metric}", "val_se"])
+        for record in records:
+            units = [record["units"]["inputs"], *record["units"]["hidden"]]
+            writer.writerow([record["index"], f"{record['lambda']:.6g}", *units,
+                             record["total_units"], record["params"],
+                             f"{record['val_metric']:.6g}", f"{record['val_se']:.6g}"])
+
+
+def plot_path(records, selected, path, metric, title):
+    """Keras demo: validation metric (± SE) against active units, the chosen point marked;
+    and active units per layer against lambda."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (metric_axis, units_axis) = plt.subplots(1, 2, figsize=(11, 4.5),
+                                                     constrained_layout=True)
+    metric_axis.errorbar([record["total_units"] for record in records],
+                         [record["val_metric"] for record in records],
+                         yerr=[record["val_se"] for record in records], fmt="o-", capsize=3)
+    lambdas = [record["lambda"] for record in records]
+    layers = list(zip(*[[record["units"]["inputs"], *record["units"]["hidden"]]
+                        for record in records]))
+    for name, counts in zip(unit_names(len(layers)), layers):
+        units_axis.plot(lambdas, counts, "o-", label=name)
+    if selected is not None:
+        chosen = records[selected["index"]]
+        metric_axis.plot(chosen["total_units"], chosen["val_metric"], "r*", markersize=16,
+                         label=f"selected ({selected['rule']})")
+        metric_axis.legend()
+        units_axis.axvline(chosen["lambda"], color="red", linestyle=":", label="selected")
+    metric_axis.set_xlabel("active units (inputs included)")
+    metric_axis.set_ylabel(f"validation {metric} of the pruned network")
+    units_axis.set_xscale("log")
+    units_axis.set_xlabel("lambda")
+    units_axis.set_ylabel("active units")
+    if layers:
+        units_axis.legend()
+    figure.suptitle(title)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def path_files(chosen, run_dir, metric, config):
+    """Keras demo: (path, write) pairs for path.csv and path.png; none without a path."""
+    if not chosen.get("path"):
+        return []
+    title = (f"{config.dataset}: lambda path of {len(chosen['path']) - 1} points, "
+             f"{chosen['path_ended']}")
+    return [(run_dir / "path.csv", lambda file: write_path_csv(chosen["path"], file, metric)),
+            (run_dir / "path.png", lambda file: plot_path(chosen["path"], chosen["selected"],
+                                                          file, metric, title))]

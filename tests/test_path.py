@@ -1,0 +1,215 @@
+"""The lambda path: selection rules, warm starts, honesty about the test split, both demos."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import demo_keras
+import demo_tensorflow
+from common import count_active_units
+from common.config import parse_config
+from common.data import DataError, Dataset, load_dataset
+from common.model import build_model, make_optimizer, make_regularizer, metric_and_standard_error
+from common.path import attach_scale, lambda_grid, run_path, select_point
+from tests.helpers import read_scalars
+
+
+def record(index, lam, units, metric, se):
+    return {"index": index, "lambda": lam, "total_units": units, "val_metric": metric,
+            "val_se": se}
+
+
+# Lower is better (RMSE). Best is index 2 (3.0 ± 0.2): within one SE means <= 3.2.
+RMSE_PATH = [record(0, 0.0, 48, 3.30, 0.2), record(1, 1e-4, 40, 3.10, 0.2),
+             record(2, 2e-4, 30, 3.00, 0.2), record(3, 4e-4, 20, 3.15, 0.2),
+             record(4, 8e-4, 12, 3.25, 0.2), record(5, 16e-4, 5, 4.00, 0.3)]
+
+
+def test_selection_rules_on_hand_made_numbers():
+    assert select_point(RMSE_PATH, "regression", "min") == (2, "min")
+    assert select_point(RMSE_PATH, "regression", "1se") == (3, "1se")  # 20 units, 3.15 <= 3.2
+    assert select_point(RMSE_PATH, "regression", max_units=25) == (3, "max-units 25")
+    assert select_point(RMSE_PATH, "regression", max_units=12) == (4, "max-units 12")
+    # No point is that small: the smallest one, rather than nothing.
+    assert select_point(RMSE_PATH, "regression", max_units=3)[0] == 5
+    # Accuracy: higher is better. Best 0.95 ± 0.02, so within one SE means >= 0.93.
+    accuracy = [record(0, 0.0, 60, 0.95, 0.02), record(1, 1e-3, 40, 0.94, 0.02),
+                record(2, 2e-3, 30, 0.925, 0.02)]
+    assert select_point(accuracy, "classification", "1se") == (1, "1se")
+    assert select_point(accuracy, "classification", "min") == (0, "min")
+
+
+def test_ties_go_to_the_better_metric_then_to_the_larger_lambda():
+    tied_units = [record(0, 1e-4, 10, 3.0, 0.5), record(1, 2e-4, 10, 2.9, 0.5),
+                  record(2, 4e-4, 10, 2.9, 0.5)]
+    assert select_point(tied_units, "regression", "1se")[0] == 2
+    assert select_point(tied_units, "regression", "min")[0] == 2
+    exactly_at_bound = [record(0, 1e-4, 30, 3.0, 0.25), record(1, 2e-4, 10, 3.25, 0.1)]
+    assert select_point(exactly_at_bound, "regression", "1se")[0] == 1
+
+
+def test_standard_error_of_rmse_and_accuracy_against_numpy():
+    data = load_dataset("boston", seed=0)
+    rng = np.random.default_rng(0)
+    predictions = data.y_test + rng.normal(scale=0.05, size=data.y_test.shape).astype(np.float32)
+    rmse, se = metric_and_standard_error(data, data.y_test, predictions)
+    squared = ((predictions - data.y_test).astype(np.float64) * (data.target_max - data.target_min)) ** 2
+    assert rmse == pytest.approx(np.sqrt(squared.mean()), rel=1e-5)
+    # Delta method: SE(RMSE) = SE(MSE) / (2 RMSE).
+    assert se == pytest.approx(squared.std(ddof=1) / np.sqrt(squared.size) / (2 * rmse), rel=1e-4)
+
+
+def small_path_setup(**overrides):
+    config = parse_config(["--path", "--epochs", "60", "--path-epochs", "20", "--path-points", "5",
+                           "--logdir", "/tmp"] + sum(([f"--{k}", str(v)] for k, v in overrides.items()), []))
+    data = load_dataset("boston", seed=0, val_fraction=config.val_fraction)
+    keras.utils.set_random_seed(0)
+    regularizer = make_regularizer(config)
+    model = build_model(data, config.hidden, regularizer)
+    model.compile(optimizer=make_optimizer(config, regularizer), loss="mse")
+    scale = attach_scale(model)
+    return config, data, model, scale
+
+
+def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
+    config, data, model, scale = small_path_setup()
+    model.fit(data.x_train, data.y_train, epochs=60, batch_size=len(data.x_train), verbose=0)
+    lambdas = lambda_grid(config, model, data)
+    assert len(lambdas) == 5 and all(b > a > 0 for a, b in zip(lambdas, lambdas[1:]))
+    starts, points = [], []
+
+    def train_for(epochs):
+        starts.append([np.array(weight) for weight in model.get_weights()])
+        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=len(data.x_train),
+                  verbose=0)
+
+    run_path(model, data, config, scale, train_for, points, lambdas)
+    assert [point.lam for point in points][:len(starts) + 1] == [0.0, *lambdas][:len(points)]
+    for start, previous in zip(starts, points):  # point k+1 began where point k ended
+        for got, expected in zip(start, previous.weights):
+            np.testing.assert_array_equal(got, expected)
+    for point in points:  # the recorded counts are those of the recorded weights
+        model.set_weights(point.weights)
+        recount = count_active_units(model, config.threshold)
+        assert point.units == recount.as_dict() and point.total_units == recount.total
+    assert points[-1].total_units < points[0].total_units  # the penalty removed units
+
+
+@pytest.mark.slow
+def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
+    """The grid's top end is where even the strongest group stays at zero."""
+    config, data, model, scale = small_path_setup()
+    model.fit(data.x_train, data.y_train, epochs=60, batch_size=len(data.x_train), verbose=0)
+    top = lambda_grid(config, model, data)[-1]
+    dense = [np.array(weight) for weight in model.get_weights()]
+    for lam, expect_empty in [(top * 1.5, True), (top * 1e-3, False)]:
+        model.set_weights(dense)
+        scale.assign(lam / config.group_strength)
+        model.fit(data.x_train, data.y_train, epochs=300, batch_size=len(data.x_train), verbose=0)
+        counts = count_active_units(model, 0.0)
+        if expect_empty:
+            assert min(counts.inputs, *counts.hidden) == 0
+        else:
+            assert counts.total >= 0.9 * 48
+
+
+class WatchedDataset(Dataset):
+    """A Dataset that logs every read of its test rows."""
+
+    events = None
+
+    def __getattribute__(self, name):
+        if name in ("x_test", "y_test"):
+            object.__getattribute__(self, "events").append("test read")
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo", [demo_tensorflow, demo_keras])
+def test_the_test_split_is_read_only_after_selection(tmp_path, monkeypatch, demo):
+    import common.path
+
+    events = []
+    finish_path = common.path.finish_path
+
+    def watched_finish_path(*args, **kwargs):
+        events.append("selected")
+        return finish_path(*args, **kwargs)
+
+    monkeypatch.setattr(common.path, "finish_path", watched_finish_path)
+    config = parse_config(["--path", "--epochs", "50", "--path-epochs", "25", "--path-points",
+                           "3", "--no-show", "--logdir", str(tmp_path)],
+                          demo.DEMO)
+    plain = load_dataset("boston", seed=0, val_fraction=0.2)
+    data = WatchedDataset(**{field: getattr(plain, field) for field in plain.__dataclass_fields__})
+    data.events = events
+    summary = demo.train(config, data)
+    assert summary["status"] == "completed" and events[0] == "selected"
+    assert "test read" in events  # read afterwards, once the network is chosen
+
+
+@pytest.mark.slow
+def test_tensorflow_demo_path_end_to_end(tmp_path):
+    summary = demo_tensorflow.main(["--path", "--epochs", "100", "--path-epochs", "25",
+                                    "--path-points", "4", "--logdir", str(tmp_path)])
+    (run_dir,) = tmp_path.iterdir()
+    record_ = json.loads((run_dir / "run.json").read_text())
+    path, selected = record_["path"], record_["selected"]
+    assert path[0]["lambda"] == 0.0 and len(path) <= 5
+    assert all(b["lambda"] > a["lambda"] for a, b in zip(path, path[1:]))
+    assert selected["rule"] == "1se" and selected["lambda"] == path[selected["index"]]["lambda"]
+    chosen = path[selected["index"]]
+    assert record_["units_after"] == chosen["units"]
+    assert set(chosen) >= {"lambda", "units", "params", "val_metric", "val_se"}
+    # Each point is its own TensorBoard run; the main run has path/* by point index.
+    for point in path:
+        scalars = read_scalars(run_dir / f"path-{point['index']:02d}")
+        assert scalars["path/units"][0][1] == point["total_units"]
+    assert [step for step, _ in read_scalars(run_dir)["path/val_rmse"]] == list(range(len(path)))
+    assert "val/rmse" in read_scalars(run_dir) and "test/rmse" not in read_scalars(run_dir)
+    # The saved pruned network reproduces the selected point's validation metric.
+    pruned = keras.saving.load_model(run_dir / "pruned.keras")
+    data = load_dataset("boston", seed=0, val_fraction=0.2)
+    kept = summary["pruned"]["kept_inputs"]
+    metric, _ = metric_and_standard_error(data, data.y_val, pruned.predict(data.x_val[:, kept],
+                                                                           verbose=0))
+    assert metric == pytest.approx(chosen["val_metric"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
+    summary = demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
+                               "--path-points", "3", "--max-units", "40", "--no-show",
+                               "--logdir", str(tmp_path / "full")])
+    (run_dir,) = (tmp_path / "full").iterdir()
+    assert summary["selected"]["rule"] == "max-units 40"
+    assert summary["path"][summary["selected"]["index"]]["total_units"] <= 40 or all(
+        point["total_units"] > 40 for point in summary["path"])
+    rows = (run_dir / "path.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(summary["path"]) and rows[0].startswith("index,lambda,inputs")
+    with Image.open(run_dir / "path.png") as image:
+        assert image.width >= 600 and len(np.unique(np.asarray(image.convert("RGB")).reshape(
+            -1, 3), axis=0)) > 20
+
+    def interrupt(epochs_done):
+        if epochs_done >= 100:  # point 2 trained, not yet measured
+            raise KeyboardInterrupt
+
+    stopped = demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
+                               "--path-points", "5", "--no-show", "--logdir",
+                               str(tmp_path / "stopped")], on_progress=interrupt)
+    (stopped_dir,) = (tmp_path / "stopped").iterdir()
+    saved = json.loads((stopped_dir / "run.json").read_text())
+    assert saved["status"] == "interrupted" and len(saved["path"]) == 2  # dense + point 1
+    assert saved["path_ended"] == "interrupted" and saved["selected"] is not None
+
+
+def test_a_validation_split_too_small_is_refused(tmp_path):
+    rows = "".join(f"{i},{i % 5},{2 * i}\n" for i in range(24))
+    path = tmp_path / "tiny.csv"
+    path.write_text("a,b,y\n" + rows)
+    with pytest.raises(DataError, match="a validation split needs at least 10"):
+        load_dataset("csv", csv_path=path, target="y", val_fraction=0.2)
