@@ -11,19 +11,23 @@ def markdown(results):
         lines.append(f"| {key} | {speed_result[key]:.3f} |")
     for key, value in speed_result["ratios"].items():
         lines.append(f"| {key} | {value:.2f} |")
-    lines += ["", "| dataset | penalty | lambda | solver | metric (mean ± sd) | inputs kept | "
-              "hidden kept | params after |", "|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| path_over_single (a --path run / a default run, wall) | "
+                 f"{speed_result['path_over_single']:.2f} |")
+    lines += ["", "| dataset | penalty | solver | chosen by | lambda | test metric (mean ± sd) | "
+              "paired ratio to unregularized | inputs kept | hidden kept | params after |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["sparsity"]:
-        solver = row["solver"] + (" + frozen zeros" if row["freeze_zeros"] else "") + (
-            " (--preset compact)" if row["preset"] else "") + (
-            f" + {row['finetune_epochs']} epochs fine-tuning" if row["finetune_epochs"] else "")
-        strength = f"{row['lambda']:.2e}"
-        if row["penalty"] == "sgl" and row.get("l1") not in (None, row["lambda"]):
-            strength += f" (l1 {row['l1']:.2e})"
+        if row["selection"] == "validation-1se":
+            lambdas = row["lambda_selected"]
+            strength = f"{min(lambdas):.2e} to {max(lambdas):.2e}" if len(lambdas) > 1 \
+                else f"{lambdas[0]:.2e}"
+        else:
+            strength = f"{row['lambda']:.2e}"
+        ratio = row.get("ratio_to_unregularized_mean")
         lines.append(
-            f"| {row['dataset']} | {row['penalty']} | {strength} | {solver} | "
-            f"{row['metric']} "
-            f"{row['metric_mean']:.4f} ± {row['metric_sd']:.4f} | "
+            f"| {row['dataset']} | {row['penalty']} | {row['solver']} | {row['selection']} | "
+            f"{strength} | {row['metric']} {row['metric_mean']:.4f} ± {row['metric_sd']:.4f} | "
+            f"{'' if ratio is None else f'{ratio:.3f}'} | "
             f"{row['inputs_kept_mean']:.1f}/{row['inputs_total']} | "
             f"{row['hidden_kept_mean']:.1f}/{row['hidden_total']} | "
             f"{row['params_after_mean']:.0f} |")
@@ -37,28 +41,21 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    series = [("none", "subgradient", "o-"), ("l2", "subgradient", "o-"),
-              ("l1", "subgradient", "o-"), ("gl", "subgradient", "o-"),
-              ("sgl", "subgradient", "o-"), ("gl", "proximal", "s--"), ("sgl", "proximal", "s--")]
+    styles = {"none": "ks", "fixed": "o", "validation-1se": "*"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:
             axis.set_visible(False)
             continue
-        for penalty, solver, style in series:
-            chosen = [row for row in rows if row["penalty"] == penalty
-                      and row["solver"] == solver and not row["preset"]]
-            axis.plot([row["params_after_mean"] for row in chosen],
-                      [row["metric_mean"] for row in chosen], style,
-                      label=penalty if solver == "subgradient" else f"{penalty} proximal")
-        compact = [row for row in rows if row["preset"]]
-        axis.plot([row["params_after_mean"] for row in compact],
-                  [row["metric_mean"] for row in compact], "k*", markersize=14,
-                  label="--preset compact")
+        for row in rows:
+            style = styles.get(row["selection"], "o") if row["penalty"] != "none" else "ks"
+            axis.errorbar(row["params_after_mean"], row["metric_mean"], yerr=row["metric_sd"],
+                          fmt=style, markersize=12 if style == "*" else 7, capsize=3,
+                          label=f"{row['penalty']} {row['solver']} ({row['selection']})")
         axis.set_xscale("log")
         axis.set_xlabel("parameters after pruning (mean over seeds)")
-        axis.set_ylabel(f"test {SETUPS[dataset]['metric']} after pruning")
-        axis.set_title(dataset)
-        axis.legend(fontsize="small")
+        axis.set_ylabel(f"test {SETUPS[dataset]['metric']} of the chosen network")
+        axis.set_title(f"{dataset}: stars chosen on validation (1-SE rule)")
+        axis.legend(fontsize="x-small")
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -88,7 +88,12 @@ def speed(size, logdir):
             naive_keras_ms_per_step(data, Config(epochs=max(steps // 5, 5))))
         samples["tf_loop_proximal_ms_per_step"].append(
             demo_tensorflow.main(shipped + ["--solver", "proximal"])["ms_per_step"])
+    # The lambda path against one default run: wall time inside main() (no import).
+    single = demo_tensorflow.main(["--epochs", str(steps), "--logdir", str(logdir)])
+    path = demo_tensorflow.main(["--epochs", str(steps), "--path", "--logdir", str(logdir)])
     result = {key: statistics.median(values) for key, values in samples.items()}
+    result["path_over_single"] = path["wall_seconds"] / single["wall_seconds"]
+    result["path_points_trained"] = len(path["path"]) - 1
     result["samples"] = samples
     result["ratios"] = {
         "monitoring_overhead_tf_over_plain": result["tf_loop_ms_per_step"]

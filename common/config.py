@@ -15,17 +15,10 @@ SOLVERS = ("subgradient", "proximal")
 SELECTION_RULES = ("1se", "min")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
-# --preset compact: the settings behind the benchmark's "compact" rows (README, Results).
-# Proximal steps give exact zeros, frozen once reached; the pruned network is then
-# retrained without penalty. Flags given explicitly win over the preset.
-PRESETS = {
-    "compact": {
-        "boston": dict(solver="proximal", freeze_zeros=True, group_strength=3e-3, l1=0.0,
-                       finetune=1000),
-        "digits": dict(solver="proximal", freeze_zeros=True, group_strength=2e-3, l1=3e-4,
-                       lr=3e-3, finetune=50),
-    },
-}
+# --preset compact: the smallest network the validation split supports. It used to hold
+# strengths tuned by looking at the test split; it is now the lambda path with exact zeros,
+# which chooses on validation data only. Flags given explicitly win over the preset.
+PRESETS = {"compact": dict(path=True, solver="proximal")}
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.
 DEFAULT_EPOCHS = {"tensorflow": 1500, "keras": 2500}
@@ -198,8 +191,8 @@ def build_parser(demo):
     add("--l1", type=_non_negative_float, default=defaults.l1, help="L1 strength")
     add("--l2", type=_non_negative_float, default=defaults.l2, help="L2 strength")
     add("--preset", choices=sorted(PRESETS),
-        help="compact: proximal solver, frozen zeros, strengths tuned for a small network, "
-        "then fine-tuning (boston and digits settings; other data sets use boston's)")
+        help="compact: --path with the proximal solver (the network the validation split "
+        "picks by the 1-SE rule)")
     add("--solver", choices=SOLVERS, default=defaults.solver,
         help="subgradient: the penalty in the loss, as the original; proximal: "
         "an exact proximal step after each Adam step, so dropped units are exactly zero")
@@ -313,12 +306,6 @@ def _check_path(parser, args, argv):
             args.threshold = 0.0
 
 
-def preset_settings(name, dataset):
-    """The settings of preset `name` for `dataset` (digits has its own; the rest Boston's)."""
-    settings = PRESETS[name]
-    return settings.get(dataset, settings["boston"])
-
-
 def _apply_preset(parser, args, argv):
     """Fill in the preset's settings for the data set, except those given as flags."""
     given = set()
@@ -326,7 +313,7 @@ def _apply_preset(parser, args, argv):
         for option in action.option_strings:
             if any(word == option or word.startswith(option + "=") for word in argv):
                 given.add(action.dest)
-    for name, value in preset_settings(args.preset, args.dataset).items():
+    for name, value in PRESETS[args.preset].items():
         if name not in given:
             setattr(args, name, value)
     if args.solver != "proximal" and "freeze_zeros" not in given:

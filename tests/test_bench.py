@@ -10,9 +10,9 @@ from tests.helpers import run_script
 
 pytestmark = pytest.mark.slow  # subprocesses running whole demos
 
-ROW_KEYS = {"dataset", "penalty", "lambda", "seeds", "metric", "metric_mean", "metric_sd",
-            "inputs_kept_mean", "inputs_total", "hidden_kept_mean", "hidden_total",
-            "params_after_mean", "solver"}
+ROW_KEYS = {"dataset", "penalty", "solver", "selection", "lambda", "seeds", "metric",
+            "metric_mean", "metric_sd", "inputs_kept_mean", "inputs_total", "hidden_kept_mean",
+            "hidden_total", "params_after_mean"}
 
 
 def test_smoke_run_writes_results_table_and_picture(tmp_path):
@@ -23,17 +23,20 @@ def test_smoke_run_writes_results_table_and_picture(tmp_path):
     assert results["mode"] == "smoke" and results["versions"]["tensorflow"]
     speed = results["speed"]
     for key in ["tf_loop_ms_per_step", "plain_loop_ms_per_step", "keras_fit_ms_per_step",
-                "naive_keras_ms_per_step", "tf_loop_proximal_ms_per_step"]:
+                "naive_keras_ms_per_step", "tf_loop_proximal_ms_per_step", "path_over_single"]:
         assert speed[key] > 0
     assert set(speed["ratios"]) == {"monitoring_overhead_tf_over_plain", "keras_over_tf",
                                     "speedup_naive_over_keras"}
     rows = results["sparsity"]
     assert rows and all(ROW_KEYS <= set(row) for row in rows)
-    assert {row["solver"] for row in rows} == {"subgradient", "proximal"}
-    assert {row["penalty"] for row in rows} == {"none", "l2", "l1", "gl", "sgl"}
-    assert any(row["preset"] == "compact" for row in rows)
+    # Nothing penalized is chosen on the test split: each row is the unregularized network,
+    # a fixed setting of the originals, or chosen on validation by the path.
+    assert {row["selection"] for row in rows} == {"none", "fixed", "validation-1se"}
+    chosen = [row for row in rows if row["selection"] == "validation-1se"]
+    assert {(row["penalty"], row["solver"]) for row in chosen} == {
+        ("gl", "subgradient"), ("gl", "proximal"), ("sgl", "subgradient"), ("sgl", "proximal")}
     for row in rows:
-        assert math.isfinite(row["metric_mean"])
+        assert math.isfinite(row["metric_mean"]) and row["ratio_to_unregularized_mean"] > 0
         assert 0 <= row["inputs_kept_mean"] <= row["inputs_total"]
         assert 0 <= row["hidden_kept_mean"] <= row["hidden_total"]
     assert isinstance(results["targets"]["boston"]["met"], bool)
