@@ -8,8 +8,15 @@ from common.model import metric_name
 
 
 def print_config(config, demo):
+    """The settings once, at the start; the path's and the workers' only where they apply."""
+    hidden = set()
+    if not config.path:
+        hidden |= {"val_fraction", "path_points", "path_lambdas", "path_epochs", "select",
+                   "max_units"}
+    if config.strategy != "multiworker":
+        hidden.add("connect_timeout")
     fields = ", ".join(f"{key}={value}" for key, value in dataclasses.asdict(config).items()
-                       if value not in (None, False))
+                       if value not in (None, False) and key not in hidden)
     print(f"demo_{demo}: {fields}", flush=True)
 
 
