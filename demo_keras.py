@@ -46,7 +46,7 @@ def train(config, data, on_progress=None):
     from common.batches import training_batches
     from common.counting import count_active_units
     from common.distribute import is_chief, make_strategy
-    from common.files import new_run_dir
+    from common.files import new_run_dir, unless_disk_full
     from common.fitting import fit_in_chunks
     from common.lifecycle import stop_on_signals, stop_status
     from common.model import (build_model, evaluate, loss_name, make_optimizer,
@@ -54,8 +54,10 @@ def train(config, data, on_progress=None):
     from common.monitor import UnitHistory
     from common.path import PathRun
     from common.path_outputs import path_files
+    from common.pictures import plot_kernels
     from common.report import ProgressBar, print_config
     from common.summary import Outcome, finish_run
+    from common.tensorboard import EventWriter
 
     wall_started = time.perf_counter()
     strategy = make_strategy(config.strategy)
@@ -93,6 +95,8 @@ def train(config, data, on_progress=None):
         compile_args = dict(optimizer=make_optimizer(config, regularizer),
                             loss=loss_name(data.task), metrics=[history.recorder])
 
+    # The same tags as the TF demo's, per epoch, so one TensorBoard shows both demos.
+    events = EventWriter(run_dir, history, model, config, data.task, split, chief)
     progress = ProgressBar(config.epochs + path.total_epochs)
     timing = {"seconds": 0.0, "steps": 0}
 
@@ -115,7 +119,8 @@ def train(config, data, on_progress=None):
         fit_in_chunks(model, batches.dataset, epochs, batches.steps_per_epoch, chunk,
                       compile_args, one_step_per_call=replicas > 1,
                       callbacks=[history, keras.callbacks.LambdaCallback(
-                          on_epoch_begin=before_chunk, on_epoch_end=after_chunk)])
+                          on_epoch_begin=before_chunk, on_epoch_end=after_chunk),
+                          events.callback()])
         return history.diverged_at is None
 
     outcome = Outcome("completed", 0, units_before, wall_started)
@@ -145,6 +150,9 @@ def train(config, data, on_progress=None):
                                                      outcome.status, split)),
                  (run_dir / "history.csv", lambda file: write_history_csv(records, file, split))]
         files += path_files(chosen, run_dir, metric_name(data.task), config)
+        if history.diverged_at is None:  # the weights as heatmaps, removed rows marked
+            files.append((run_dir / "kernels.png", lambda file: plot_kernels(
+                model, data.feature_names, config.threshold, file, f"{data.name}: |W| at the end")))
         if config.save_model and chief and history.diverged_at is None:
             # Compiled again without the recorder, a training aid rather than part of the model.
             with strategy.scope():
@@ -153,7 +161,12 @@ def train(config, data, on_progress=None):
         summary = finish_run(DEMO, config, data, model, run_dir, outcome, files=files,
                              extra={"history_png": str(picture), "num_replicas": replicas,
                                     **chosen},
-                             footer=[("picture", str(picture))], chief=chief)
+                             footer=[("picture", str(picture)),
+                                     ("view it with", f"tensorboard --logdir {config.logdir}")],
+                             chief=chief)
+        with unless_disk_full():
+            events.write_new_records()  # what the last chunk left, e.g. after Ctrl-C
+            events.close(summary)
     show_if_possible(picture, config)
     return summary
 

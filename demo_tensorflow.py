@@ -61,6 +61,8 @@ def train(config, data, on_progress=None):
     from common.penalties import penalty_value
     from common.report import ProgressBar, print_config
     from common.summary import Outcome, finish_run, finite_or_none
+    from common.tensorboard import (write_final_metrics, write_kernel_pictures, write_run_start,
+                                    write_step_scalars)
 
     wall_started = time.perf_counter()
     strategy = make_strategy(config.strategy)  # first: a multi-worker set-up precedes other ops
@@ -88,7 +90,7 @@ def train(config, data, on_progress=None):
     total_steps = config.epochs * batches.steps_per_epoch
     writer = (tf.summary.create_file_writer(str(run_dir)) if chief
               else tf.summary.create_noop_writer())
-    write_config(writer, config)
+    write_run_start(writer, config, run_dir.name, data.task, len(kernels))
 
     def steps_done():
         return int(optimizer.iterations.numpy())
@@ -122,13 +124,12 @@ def train(config, data, on_progress=None):
             counts = active_counts(kernels, config.threshold)
             # name_scope(None): tags read "neurons", not "while/neurons" (the loop's scope).
             with writer.as_default(step=optimizer.iterations), tf.compat.v1.name_scope(None):
-                tf.summary.scalar("loss", loss)
-                tf.summary.scalar("reg_loss", penalty)
-                tf.summary.scalar("neurons", tf.reduce_sum(counts))
-                for index, name in enumerate(names):
-                    tf.summary.scalar(f"units/{name}", counts[index])
+                write_step_scalars(loss, penalty, counts, names, config.threshold)
             if not tf.math.is_finite(loss + penalty):
                 break
+        if not config.no_pictures:  # once per call, every eval_every steps: the pictures
+            with writer.as_default(step=optimizer.iterations):
+                write_kernel_pictures(kernels, names)
         return loss, penalty, counts
 
     # Train in chunks of eval_every steps: one graph call each, then an evaluation (on the
@@ -193,24 +194,10 @@ def train(config, data, on_progress=None):
                                     **path.finish()},
                              footer=[("view it with", f"tensorboard --logdir {config.logdir}")],
                              chief=chief)
-    with unless_disk_full():
-        writer.close()
+        with unless_disk_full():
+            write_final_metrics(writer, summary, steps_done())
+            writer.close()
     return summary
-
-
-def write_config(writer, config):
-    """The run's settings, once: as a text table and as TensorBoard hyperparameters."""
-    import dataclasses
-
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hparams
-
-    settings = dataclasses.asdict(config)
-    rows = "\n".join(f"| {key} | {value} |" for key, value in settings.items())
-    with writer.as_default(step=0):
-        tf.summary.text("config", "| setting | value |\n|---|---|\n" + rows)
-        hparams.hparams({key: value if isinstance(value, (bool, int, float, str)) else str(value)
-                         for key, value in settings.items()})
 
 
 if __name__ == "__main__":

@@ -76,12 +76,15 @@ def speed(size, logdir):
 
     data = load_dataset("boston")
     rounds, steps = size["rounds"], size["steps"]
-    samples = {key: [] for key in ["tf_loop_ms_per_step", "plain_loop_ms_per_step",
+    samples = {key: [] for key in ["tf_loop_ms_per_step", "tf_loop_no_pictures_ms_per_step",
+                                   "plain_loop_ms_per_step",
                                    "keras_fit_ms_per_step", "naive_keras_ms_per_step",
                                    "tf_loop_proximal_ms_per_step"]}
     shipped = ["--epochs", str(steps), "--logdir", str(logdir), "--no-show"]
     for _ in range(rounds):
         samples["tf_loop_ms_per_step"].append(demo_tensorflow.main(shipped)["ms_per_step"])
+        samples["tf_loop_no_pictures_ms_per_step"].append(
+            demo_tensorflow.main(shipped + ["--no-pictures"])["ms_per_step"])
         samples["plain_loop_ms_per_step"].append(plain_loop_ms_per_step(data, Config(epochs=steps)))
         samples["keras_fit_ms_per_step"].append(demo_keras.main(shipped)["ms_per_step"])
         samples["naive_keras_ms_per_step"].append(
@@ -96,6 +99,8 @@ def speed(size, logdir):
     result["path_points_trained"] = len(path["path"]) - 1
     result["samples"] = samples
     result["ratios"] = {
+        "pictures_overhead_tf": result["tf_loop_ms_per_step"]
+        / result["tf_loop_no_pictures_ms_per_step"],
         "monitoring_overhead_tf_over_plain": result["tf_loop_ms_per_step"]
         / result["plain_loop_ms_per_step"],
         "keras_over_tf": result["keras_fit_ms_per_step"] / result["tf_loop_ms_per_step"],

@@ -54,6 +54,7 @@ class Config:
     path_epochs: int | None = None  # path: epochs per point; None: epochs // 15, at least 1
     select: str = "1se"  # path: 1se (fewest units within one SE of the best) or min (best)
     max_units: int | None = None  # path: the best point with at most this many active units
+    no_pictures: bool = False  # no group-norm histograms and kernel images in TensorBoard
     no_show: bool = False  # Keras demo: never open a plot window
     save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
 
@@ -230,6 +231,9 @@ def build_parser(demo):
     add("--max-units", type=_positive_int,
         help="--path: the best validation metric among points with at most this many "
         "active units (inputs included)")
+    add("--no-pictures", action="store_true",
+        help="write no group-norm histograms and kernel images to TensorBoard (very wide "
+        "layers make large images)")
     add("--no-show", action="store_true", help="Keras demo: save the plot, open no window")
     add("--save-model", metavar="PATH", type=_keras_path,
         help="Keras demo: save the trained model to PATH (.keras)")

@@ -26,7 +26,7 @@ def test_smoke_run_writes_results_table_and_picture(tmp_path):
                 "naive_keras_ms_per_step", "tf_loop_proximal_ms_per_step", "path_over_single"]:
         assert speed[key] > 0
     assert set(speed["ratios"]) == {"monitoring_overhead_tf_over_plain", "keras_over_tf",
-                                    "speedup_naive_over_keras"}
+                                    "speedup_naive_over_keras", "pictures_overhead_tf"}
     rows = results["sparsity"]
     assert rows and all(ROW_KEYS <= set(row) for row in rows)
     # Nothing penalized is chosen on the test split: each row is the unregularized network,

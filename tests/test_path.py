@@ -198,7 +198,7 @@ def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
         if epochs_done >= 100:  # point 2 trained, not yet measured
             raise KeyboardInterrupt
 
-    stopped = demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
+    demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
                                "--path-points", "5", "--no-show", "--logdir",
                                str(tmp_path / "stopped")], on_progress=interrupt)
     (stopped_dir,) = (tmp_path / "stopped").iterdir()

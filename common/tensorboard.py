@@ -1,0 +1,202 @@
+"""What both demos show in TensorBoard: the same tags, one HParams trial per run, pictures.
+
+    tensorboard --logdir summaries
+
+Scalars (every step in the TF demo, every epoch in the Keras demo): `loss`, `reg_loss`,
+`neurons`, `units/<layer>`; `test/*` (or `val/*` with --path) every --eval-every. Every
+--eval-every as well: `group_norms/<layer>` (Distributions: rows collapsing to zero) and
+`kernels/<layer>` (Images: |W| with one row per unit; a removed unit is a black row). Once:
+the settings as text, a custom-scalars chart of the units, and an HParams trial named by
+the run folder, whose metrics (`final/*`) are written at the end.
+"""
+
+import dataclasses
+
+from common.counting import unit_names
+from common.model import metric_name
+
+# The settings that are hyperparameters (not paths, display or logging options).
+HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "l1", "l2",
+           "threshold", "solver", "freeze_zeros", "seed", "finetune", "preset", "strategy",
+           "path", "val_fraction", "path_points", "path_epochs", "select", "max_units")
+
+
+def describe(threshold):
+    """A one-line description of each scalar, shown beside its chart."""
+    return {
+        "loss": "data loss (mean squared error or cross-entropy) without the penalty",
+        "reg_loss": "the group sparse penalty (applied by the proximal step with "
+                    "--solver proximal)",
+        "neurons": f"active units, inputs included: rows whose sum of |w| exceeds {threshold:g}",
+        "units": f"active units of this layer (sum of |w| of its outgoing row > {threshold:g})",
+    }
+
+
+def final_metrics(task, path):
+    """The HParams metrics: (tag, description)."""
+    metric = metric_name(task)
+    metrics = [(f"final/test_{metric}", f"test {metric} of the trained network"),
+               ("final/active_units", "active units after training, inputs included"),
+               ("final/params_after", "parameters of the pruned network"),
+               ("final/data_loss", "the last training data loss")]
+    if path:
+        metrics.append((f"final/val_{metric}", f"validation {metric} of the chosen point"))
+    return metrics
+
+
+def hparam_values(config):
+    values = {}
+    for key in HPARAMS:
+        value = getattr(config, key)
+        values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return values
+
+
+def write_run_start(writer, config, run_name, task, num_kernels):
+    """The settings as text, the HParams trial (named by the run folder) and its metrics,
+    and a custom-scalars chart with every layer's units and the total."""
+    import tensorflow as tf
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.custom_scalar import summary as custom_scalars
+    from tensorboard.plugins.hparams import api as hparams
+
+    rows = "\n".join(f"| {key} | {value} |" for key, value in dataclasses.asdict(config).items())
+    names = unit_names(num_kernels)
+    layout = layout_pb2.Layout(category=[layout_pb2.Category(title="units", chart=[
+        layout_pb2.Chart(title="active units per layer and in total",
+                         multiline=layout_pb2.MultilineChartContent(
+                             tag=[r"^neurons$", *[rf"^units/{name}$" for name in names]]))])])
+    with writer.as_default(step=0):
+        tf.summary.text("config", "| setting | value |\n|---|---|\n" + rows)
+        hparams.hparams_config(
+            hparams=[hparams.HParam(key) for key in HPARAMS],
+            metrics=[hparams.Metric(tag, description=text)
+                     for tag, text in final_metrics(task, config.path)])
+        hparams.hparams(hparam_values(config), trial_id=run_name)
+        tf.summary.experimental.write_raw_pb(custom_scalars.pb(layout).SerializeToString(),
+                                             step=0)
+
+
+def write_step_scalars(loss, penalty, counts, names, threshold):
+    """The per-step scalars (call inside `writer.as_default`; works in a tf.function)."""
+    import tensorflow as tf
+
+    text = describe(threshold)
+    tf.summary.scalar("loss", loss, description=text["loss"])
+    tf.summary.scalar("reg_loss", penalty, description=text["reg_loss"])
+    tf.summary.scalar("neurons", tf.reduce_sum(counts), description=text["neurons"])
+    for index, name in enumerate(names):
+        tf.summary.scalar(f"units/{name}", counts[index], description=text["units"])
+
+
+def kernel_image(kernel):
+    """|W| scaled to [0, 1] by its largest entry, as a [1, fan_in, fan_out, 1] image: one
+    row per unit of the layer below, a removed unit a row of zeros (black)."""
+    import tensorflow as tf
+
+    magnitude = tf.abs(tf.convert_to_tensor(kernel))
+    largest = tf.reduce_max(magnitude)
+    scaled = tf.math.divide_no_nan(magnitude, largest)
+    return scaled[tf.newaxis, :, :, tf.newaxis]
+
+
+def write_kernel_pictures(kernels, names, step=None):
+    """group_norms/<layer> histograms and kernels/<layer> images (works in a tf.function)."""
+    import tensorflow as tf
+
+    for kernel, name in zip(kernels, names):
+        norms = tf.norm(tf.convert_to_tensor(kernel), axis=1)
+        tf.summary.histogram(f"group_norms/{name}", norms, step=step,
+                             description="L2 norm of each unit's outgoing row")
+        tf.summary.image(f"kernels/{name}", kernel_image(kernel), step=step,
+                         description="|W| / max |W|, one row per unit; black rows are removed")
+
+
+def write_final_metrics(writer, summary, step):
+    """The HParams metrics of the run, at its last step."""
+    import tensorflow as tf
+
+    metric = metric_name(summary["dataset"]["task"])
+    values = {"final/data_loss": summary.get("final_loss")}
+    if summary.get("units_after"):
+        units = summary["units_after"]
+        values["final/active_units"] = units["inputs"] + sum(units["hidden"])
+    if summary.get("test"):
+        values[f"final/test_{metric}"] = summary["test"][metric]
+    if summary.get("pruned"):
+        values["final/params_after"] = summary["pruned"]["params_after"]
+    if summary.get("selected"):
+        values[f"final/val_{metric}"] = summary["selected"][f"val_{metric}"]
+    with writer.as_default(step=step):
+        for tag, value in values.items():
+            if value is not None:
+                tf.summary.scalar(tag, value)
+    writer.flush()
+
+
+
+class EventWriter:
+    """Keras demo: the TF demo's tags, per epoch, from a UnitHistory; use `callback()` in fit.
+
+    It reads the history's whole records after each fit() epoch (a chunk of data epochs),
+    so it writes one point per data epoch, the evaluations, and the pictures once a chunk.
+    """
+
+    def __init__(self, run_dir, history, model, config, task, split, chief=True):
+        import tensorflow as tf
+
+        from common.counting import unit_kernels
+
+        self.history, self.model, self.split = history, model, split
+        self.kernels = unit_kernels(model)
+        self.names = unit_names(len(self.kernels))
+        self.threshold, self.pictures = config.threshold, not config.no_pictures
+        self.writer = (tf.summary.create_file_writer(str(run_dir)) if chief
+                       else tf.summary.create_noop_writer())
+        self.epochs_written = self.tests_written = 0
+        write_run_start(self.writer, config, run_dir.name, task, len(self.kernels))
+
+    def write_new_records(self):
+        import tensorflow as tf
+
+        epochs = self.history.epoch_records[self.epochs_written:]
+        tests = self.history.test_records[self.tests_written:]
+        self.epochs_written += len(epochs)
+        self.tests_written += len(tests)
+        if epochs:  # one graph call for the whole chunk: eager writes cost ~0.4 ms each
+            steps, losses, penalties, units = zip(*epochs)
+            self._write_epochs(tf.constant(steps, tf.int64), tf.constant(losses, tf.float32),
+                               tf.constant(penalties, tf.float32),
+                               tf.constant(units, tf.int32))
+        with self.writer.as_default():
+            for epoch, metrics in tests:
+                for name, value in metrics.items():
+                    tf.summary.scalar(f"{self.split}/{name}", value, step=epoch)
+
+    def _write_epochs(self, steps, losses, penalties, units):
+        import tensorflow as tf
+
+        if not hasattr(self, "_graph"):
+            @tf.function(reduce_retracing=True)
+            def graph(steps, losses, penalties, units):
+                with self.writer.as_default():
+                    for index in tf.range(tf.shape(steps)[0]):
+                        with tf.summary.record_if(True), tf.compat.v1.name_scope(None):
+                            tf.summary.experimental.set_step(steps[index])
+                            write_step_scalars(losses[index], penalties[index], units[index],
+                                               self.names, self.threshold)
+                    if self.pictures:
+                        write_kernel_pictures(self.kernels, self.names, step=steps[-1])
+
+            self._graph = graph
+        self._graph(steps, losses, penalties, units)
+
+    def callback(self):
+        import keras
+
+        return keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: self.write_new_records())
+
+    def close(self, summary):
+        write_final_metrics(self.writer, summary, self.epochs_written)
+        self.writer.close()

@@ -1,0 +1,131 @@
+"""A real TensorBoard reads both demos' runs: scalars, one HParams trial per run with its
+metrics, group-norm histograms and kernel images (a removed unit is a blank row)."""
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import demo_keras
+import demo_tensorflow
+from common.tensorboard import HPARAMS
+
+pytestmark = pytest.mark.slow  # two demo runs and a TensorBoard server
+EPOCHS = 150
+# Exact zeros that stay: some inputs and hidden units go, some stay.
+FLAGS = ["--epochs", str(EPOCHS), "--solver", "proximal", "--freeze-zeros", "--group", "0.003",
+         "--lr", "0.01", "--no-show"]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("summaries")
+    summaries = {"tensorflow": demo_tensorflow.main(FLAGS + ["--logdir", str(logdir)]),
+                 "keras": demo_keras.main(FLAGS + ["--logdir", str(logdir)])}
+    runs = {demo: next(logdir.glob(f"*-{demo}")).name for demo in summaries}
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+         "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            if set(runs.values()) <= set(get(base, "/data/runs")):
+                break
+        except OSError:
+            continue  # not listening yet
+    yield base, runs, summaries
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def get(base, path, **query):
+    url = f"{base}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read()
+    return body if "individualImage" in path else json.loads(body)
+
+
+def post(base, path, body):
+    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_both_demos_have_the_same_unit_charts(served):
+    base, runs, summaries = served
+    for demo, run in runs.items():
+        points = get(base, "/data/plugin/scalars/scalars", run=run, tag="neurons")
+        assert [step for _, step, _ in points] == list(range(1, EPOCHS + 1)), demo
+        units = summaries[demo]["units_after"]
+        assert points[-1][2] == units["inputs"] + sum(units["hidden"])
+        for tag in ["loss", "reg_loss", "units/inputs", "units/hidden_1", "units/hidden_2",
+                    "test/rmse"]:
+            assert get(base, "/data/plugin/scalars/scalars", run=run, tag=tag), (demo, tag)
+    layout = get(base, "/data/plugin/custom_scalars/layout")
+    (chart,) = layout["category"][0]["chart"]
+    assert chart["multiline"]["tag"] == ["^neurons$", "^units/inputs$", "^units/hidden_1$",
+                                         "^units/hidden_2$"]
+
+
+def test_every_run_is_its_own_hparams_trial_with_metrics(served):
+    base, runs, summaries = served
+    experiment = post(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert {info["name"] for info in experiment["hparamInfos"]} == set(HPARAMS)
+    assert "logdir" not in {info["name"] for info in experiment["hparamInfos"]}
+    groups = post(base, "/data/plugin/hparams/session_groups", {
+        "experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 100,
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                            "STATUS_RUNNING"]})
+    # The two runs share their settings but stay two trials, named by their folders.
+    assert sorted(group["name"] for group in groups["sessionGroups"]) == sorted(runs.values())
+    for group in groups["sessionGroups"]:
+        demo = "keras" if group["name"].endswith("keras") else "tensorflow"
+        metrics = {value["name"]["tag"]: value["value"]
+                   for value in group["sessions"][0]["metricValues"]}
+        summary = summaries[demo]
+        assert metrics["final/test_rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-6)
+        assert metrics["final/params_after"] == summary["pruned"]["params_after"]
+        assert metrics["final/active_units"] == (summary["units_after"]["inputs"]
+                                                 + sum(summary["units_after"]["hidden"]))
+
+
+def test_group_norms_and_kernel_images_with_blank_rows_for_removed_units(served):
+    base, runs, summaries = served
+    for demo, run in runs.items():
+        histograms = get(base, "/data/plugin/histograms/histograms", run=run,
+                         tag="group_norms/inputs")
+        assert len(histograms) >= 2 and histograms[-1][1] == EPOCHS
+        for tag, (rows, columns) in [("kernels/inputs", (13, 20)), ("kernels/hidden_1", (20, 15)),
+                                     ("kernels/hidden_2", (15, 1))]:
+            entries = get(base, "/data/plugin/images/images", run=run, tag=tag)
+            assert entries[-1]["step"] == EPOCHS
+            png = get(base, "/data/plugin/images/individualImage" + "?" + entries[-1]["query"])
+            image = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+            assert image.shape == (rows, columns), (demo, tag)
+        # The last inputs image: a removed input is an all-black row, a kept one is not.
+        entries = get(base, "/data/plugin/images/images", run=run, tag="kernels/inputs")
+        png = get(base, "/data/plugin/images/individualImage" + "?" + entries[-1]["query"])
+        image = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+        kept = set(summaries[demo]["pruned"]["kept_inputs"])
+        assert 0 < len(kept) < 13, "the test needs some inputs removed and some kept"
+        for row in range(13):
+            assert (image[row].max() == 0) == (row not in kept), (demo, row)
