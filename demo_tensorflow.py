@@ -61,8 +61,8 @@ def train(config, data, on_progress=None):
     from common.penalties import penalty_value
     from common.report import ProgressBar, print_config
     from common.summary import Outcome, finish_run, finite_or_none
-    from common.tensorboard import (write_final_metrics, write_kernel_pictures, write_run_start,
-                                    write_step_scalars)
+    from common.tensorboard import (describe, write_final_metrics, write_kernel_pictures,
+                                    write_run_start, write_step_scalars)
 
     wall_started = time.perf_counter()
     strategy = make_strategy(config.strategy)  # first: a multi-worker set-up precedes other ops
@@ -159,7 +159,8 @@ def train(config, data, on_progress=None):
                 return False
             with writer.as_default(step=steps_done()):
                 for name, value in evaluate(model, data, split=split).items():
-                    tf.summary.scalar(f"{split}/{name}", value)
+                    tf.summary.scalar(f"{split}/{name}", value,
+                                      description=describe(config.threshold)[split])
             progress.update(steps_done(), loss=f"{loss:.4f}", units=int(sum(counts.numpy())))
             if on_progress is not None:
                 on_progress(steps_done())

@@ -29,6 +29,8 @@ def describe(threshold):
                     "--solver proximal)",
         "neurons": f"active units, inputs included: rows whose sum of |w| exceeds {threshold:g}",
         "units": f"active units of this layer (sum of |w| of its outgoing row > {threshold:g})",
+        "test": "on the test split, every --eval-every",
+        "val": "on the validation split (--path), every --eval-every",
     }
 
 
@@ -171,7 +173,8 @@ class EventWriter:
         with self.writer.as_default():
             for epoch, metrics in tests:
                 for name, value in metrics.items():
-                    tf.summary.scalar(f"{self.split}/{name}", value, step=epoch)
+                    tf.summary.scalar(f"{self.split}/{name}", value, step=epoch,
+                                      description=describe(self.threshold)[self.split])
 
     def _write_epochs(self, steps, losses, penalties, units):
         import tensorflow as tf
