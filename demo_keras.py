@@ -46,7 +46,7 @@ def train(config, data, on_progress=None):
     from common.batches import training_batches
     from common.counting import count_active_units
     from common.distribute import is_chief, make_strategy
-    from common.files import new_run_dir, unless_disk_full
+    from common.files import is_disk_full_message, new_run_dir, unless_disk_full
     from common.fitting import fit_in_chunks
     from common.lifecycle import stop_on_signals, stop_status
     from common.model import (build_model, evaluate, loss_name, make_optimizer,
@@ -131,6 +131,12 @@ def train(config, data, on_progress=None):
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
+        except Exception as error:  # TensorFlow's summary writer on a full disk
+            if not is_disk_full_message(error):
+                raise
+            outcome.status = "failed"  # finish_run says so, in one sentence with the rest
+            outcome.message = (f"the disk is full: the summaries stop at epoch "
+                               f"{len(history.epoch_records)} and training stopped")
         shield()  # from here on, signals wait until the files are written
         progress.close()
         records = history.records  # one consistent copy for every file below

@@ -97,6 +97,7 @@ def kernel_image(kernel):
     import tensorflow as tf
 
     magnitude = tf.abs(tf.convert_to_tensor(kernel))
+    magnitude = tf.where(tf.math.is_finite(magnitude), magnitude, 0.0)  # a diverged run
     largest = tf.reduce_max(magnitude)
     scaled = tf.math.divide_no_nan(magnitude, largest)
     return scaled[tf.newaxis, :, :, tf.newaxis]
@@ -114,6 +115,7 @@ def write_kernel_pictures(kernels, names, step=None):
 
     for kernel, name in zip(kernels, names):
         norms = tf.norm(tf.convert_to_tensor(kernel), axis=1)
+        norms = tf.where(tf.math.is_finite(norms), norms, 0.0)  # a diverged run: no NaN range
         buckets = min(int(kernel.shape[0]), 10)
         top = tf.maximum(tf.reduce_max(norms), 1e-12)
         counts = tf.histogram_fixed_width(norms, tf.stack([0.0, top]), nbins=buckets)
