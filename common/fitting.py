@@ -7,10 +7,17 @@ runs as one shorter chunk at the end, so speed and evaluation cadence do not dep
 the epoch count factorizes.
 """
 
+import weakref
+
 import keras
 
 from common.batches import count_epoch_steps, epoch_batches
 from common.model import loss_name
+
+# model -> (compile_args, steps_per_execution) it was last compiled with here. Holding the
+# arguments themselves (not their id(), which a new dict may reuse) keeps the check exact;
+# weak keys let the models go.
+_COMPILED = weakref.WeakKeyDictionary()
 
 
 def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
@@ -28,9 +35,11 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
         steps = size * steps_per_epoch
         per_call = 1 if one_step_per_call else steps
         # Compiled once per chunk size: a later call (a path's next point) reuses the graph.
-        if getattr(model, "_chunk_compiled", None) != (id(compile_args), per_call):
+        compiled_with = _COMPILED.get(model)
+        if compiled_with is None or compiled_with[0] is not compile_args \
+                or compiled_with[1] != per_call:
             model.compile(**compile_args, steps_per_execution=per_call)
-            model._chunk_compiled = (id(compile_args), per_call)
+            _COMPILED[model] = (compile_args, per_call)
         model.fit(batches, epochs=count, steps_per_epoch=steps, shuffle=False, verbose=0,
                   callbacks=list(callbacks))
         if model.stop_training:

@@ -10,8 +10,9 @@ over all groups g, each gradient taken with that group set to zero: above it eve
 strongest group is held at zero (the optimality condition of the penalized problem).
 
 Point 0 is the dense network. Each point is pruned and scored on the validation split
-(never the test split), with a standard error; `select_point` then picks one. The path stops early when a layer has no
-unit left, or when the validation loss has been above twice the best for two points.
+(never the test split), with a standard error; `select_point` then picks one. The path
+stops early when a layer has no unit left, or when the validation loss has been above twice
+the best for two points.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from common.counting import count_active_units
+from common.counting import count_active_units, unit_kernels
 from common.fitting import finetune
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
 from common.penalties import GroupSparse
@@ -70,9 +71,8 @@ def lambda_max(model, x, y, task):
     """The largest ||dL/dW[g]|| / sqrt(group size), W[g] = 0, over the kernels' rows g."""
     import tensorflow as tf
 
-    kernels = [layer.kernel for layer in model.layers if getattr(layer, "kernel", None) is not None]
     largest = 0.0
-    for kernel in kernels:
+    for kernel in unit_kernels(model):
         original = ops.convert_to_numpy(kernel)
         group_size = original.shape[1]
         for row in range(original.shape[0]):

@@ -79,16 +79,17 @@ def write_run_start(writer, config, run_name, task, num_kernels):
                                              step=0)
 
 
-def write_step_scalars(loss, penalty, counts, names, threshold):
-    """The per-step scalars (call inside `writer.as_default`; works in a tf.function)."""
+def write_step_scalars(loss, penalty, counts, names, threshold, step=None):
+    """The per-step scalars (call inside `writer.as_default`; works in a tf.function);
+    `step` None: the writer's default step."""
     import tensorflow as tf
 
     text = describe(threshold)
-    tf.summary.scalar("loss", loss, description=text["loss"])
-    tf.summary.scalar("reg_loss", penalty, description=text["reg_loss"])
-    tf.summary.scalar("neurons", tf.reduce_sum(counts), description=text["neurons"])
+    tf.summary.scalar("loss", loss, step=step, description=text["loss"])
+    tf.summary.scalar("reg_loss", penalty, step=step, description=text["reg_loss"])
+    tf.summary.scalar("neurons", tf.reduce_sum(counts), step=step, description=text["neurons"])
     for index, name in enumerate(names):
-        tf.summary.scalar(f"units/{name}", counts[index], description=text["units"])
+        tf.summary.scalar(f"units/{name}", counts[index], step=step, description=text["units"])
 
 
 def kernel_image(kernel):
@@ -164,7 +165,7 @@ class EventWriter:
 
         from common.counting import unit_kernels
 
-        self.history, self.model, self.split = history, model, split
+        self.history, self.split = history, split
         self.kernels = unit_kernels(model)
         self.names = unit_names(len(self.kernels))
         self.threshold, self.pictures = config.threshold, not config.no_pictures
@@ -185,11 +186,12 @@ class EventWriter:
             self._write_epochs(tf.constant(steps, tf.int64), tf.constant(losses, tf.float32),
                                tf.constant(penalties, tf.float32),
                                tf.constant(units, tf.int32))
+        description = describe(self.threshold)[self.split]
         with self.writer.as_default():
             for epoch, metrics in tests:
                 for name, value in metrics.items():
                     tf.summary.scalar(f"{self.split}/{name}", value, step=epoch,
-                                      description=describe(self.threshold)[self.split])
+                                      description=description)
 
     def _write_epochs(self, steps, losses, penalties, units):
         import tensorflow as tf
@@ -199,10 +201,9 @@ class EventWriter:
             def graph(steps, losses, penalties, units):
                 with self.writer.as_default():
                     for index in tf.range(tf.shape(steps)[0]):
-                        with tf.summary.record_if(True), tf.compat.v1.name_scope(None):
-                            tf.summary.experimental.set_step(steps[index])
+                        with tf.compat.v1.name_scope(None):  # "neurons", not "while/neurons"
                             write_step_scalars(losses[index], penalties[index], units[index],
-                                               self.names, self.threshold)
+                                               self.names, self.threshold, step=steps[index])
                     if self.pictures:
                         write_kernel_pictures(self.kernels, self.names, step=steps[-1])
 
