@@ -34,6 +34,10 @@ def test_picture_is_a_real_image(short_run):
         # Not a blank canvas: the curves put many distinct colours on it.
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
         assert len(np.unique(pixels, axis=0)) > 50
+    # kernels.png: one heatmap per kernel, the README's promise beside history.png.
+    with Image.open(run_dir / "kernels.png") as image:
+        assert image.format == "PNG" and image.width >= 900
+        assert len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0)) > 50
 
 
 def test_run_json_counts_equal_a_recount_of_the_saved_model(short_run):
