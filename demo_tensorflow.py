@@ -19,7 +19,7 @@ import sys
 import time
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
-from common.config import import_tensorflow_quietly, parse_config
+from common.config import import_tensorflow_quietly, parse_config, use_tensorflow_backend
 from common.data import load_or_exit
 from common.files import exit_on_output_error
 
@@ -34,6 +34,7 @@ def main(argv=None, on_progress=None):
     exits with code 2 and one sentence; the exit code of a run is its status's
     (common.lifecycle.EXIT_CODES).
     """
+    use_tensorflow_backend()  # TensorFlow by design, whatever KERAS_BACKEND says
     config = parse_config(argv, DEMO)
     data = load_or_exit(config)
     with exit_on_output_error():

@@ -264,6 +264,10 @@ def parse_config(argv=None, demo="tensorflow"):
         parser.error("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras"
                      "#20585), so demo_keras.py cannot use --strategy multiworker: run "
                      "demo_tensorflow.py --strategy multiworker instead")
+    if demo == "keras" and args.strategy != "none" and keras_backend_name() != "tensorflow":
+        parser.error(f"--strategy uses tf.distribute, which needs Keras on TensorFlow, and "
+                     f"Keras runs on {keras_backend_name()} here: run with "
+                     "KERAS_BACKEND=tensorflow, or without --strategy")
     _check_path(parser, args, argv)
     from common.distribute import check_tf_config
     from common.files import check_output_file, check_writable_folder
@@ -322,6 +326,50 @@ def _apply_preset(parser, args, argv):
             setattr(args, name, value)
     if args.solver != "proximal" and "freeze_zeros" not in given:
         args.freeze_zeros = False  # --solver subgradient given: nothing to freeze
+
+
+def keras_backend_name():
+    """The backend Keras runs on, or will once imported (without importing it)."""
+    import json
+    import os
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        return keras.backend.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    settings = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
+                            "keras.json")
+    try:
+        with open(settings) as file:
+            return json.load(file).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def use_tensorflow_backend(script="demo_tensorflow.py"):
+    """Make Keras run on TensorFlow for a TensorFlow-only script, saying so when the user's
+    KERAS_BACKEND asked for another; exit 2 if Keras already runs on another backend."""
+    import os
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            print(f"error: {script} needs Keras on TensorFlow, but Keras was already imported "
+                  f"on {keras.backend.backend()} in this process (use demo_keras.py there)",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        return
+    requested = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if requested != "tensorflow":
+        print(f"note: {script} is a TensorFlow training loop, so it runs Keras on TensorFlow "
+              f"and not on KERAS_BACKEND={requested} (demo_keras.py runs on {requested})",
+              file=sys.stderr)
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
 def import_tensorflow_quietly():

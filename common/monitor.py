@@ -23,7 +23,15 @@ from common.penalties import penalty_value
 
 
 class StepRecorder(keras.metrics.Metric):
-    """Writes [data loss, penalty, active units per layer] for each training step."""
+    """Writes [data loss, penalty, active units per layer] for each training step.
+
+    The penalty and the counts are those of the weights after the step. On TensorFlow (and
+    other stateful backends) the metric reads them itself: metrics run after the optimizer.
+    JAX's `fit` is stateless and shows a metric only its own variables, so there the
+    recorder also wraps the model's `train_step` to write the penalty and counts of the
+    step's updated weights into the same row (it passes through when the model is compiled
+    without this recorder).
+    """
 
     def __init__(self, model, task, threshold=1e-3, capacity=1024, name="step_recorder"):
         super().__init__(name=name)
@@ -39,17 +47,34 @@ class StepRecorder(keras.metrics.Metric):
                                       initializer="zeros", name="rows", aggregation="mean")
         self.count = self.add_variable(shape=(), dtype="int32", initializer="zeros", name="count",
                                        aggregation="only_first_replica")
+        self._stateless = keras.backend.backend() == "jax"
+        if self._stateless:
+            _record_after_each_step(model, self)
+
+    def _write(self, index, column, values):
+        rows = ops.convert_to_tensor(self.rows)
+        self.rows.assign(ops.slice_update(rows, (index, column), ops.expand_dims(values, 0)))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        index = ops.minimum(self.count, self.capacity - 1)
+        loss = ops.cast(ops.reshape(data_loss(self.task, y_true, y_pred), (1,)), "float32")
+        if self._stateless:  # the weights' columns come from the wrapped train_step
+            self._write(index, 0, loss)
+        else:
+            self._write(index, 0, ops.concatenate([loss, self.weights_row()]))
+        self.count.assign(self.count + 1)
+
+    def weights_row(self):
+        """[penalty, active units per layer] of the model's current weights."""
         model = self._model[0]
         penalty = penalty_value(model)  # also counts a penalty applied by a proximal step
         counts = ops.cast(active_counts(unit_kernels(model), self.threshold), "float32")
-        row = ops.concatenate([
-            ops.stack([ops.cast(data_loss(self.task, y_true, y_pred), "float32"),
-                       ops.cast(penalty, "float32")]), counts])
-        index = ops.minimum(self.count, self.capacity - 1)
-        self.rows.assign(ops.slice_update(self.rows, (index, 0), ops.expand_dims(row, 0)))
-        self.count.assign(self.count + 1)
+        return ops.concatenate([ops.reshape(ops.cast(penalty, "float32"), (1,)), counts])
+
+    def record_weights(self):
+        """Write weights_row() into the columns after the data loss of the last row written."""
+        index = ops.clip(self.count - 1, 0, self.capacity - 1)
+        self._write(index, 1, self.weights_row())
 
     def result(self):
         return self.rows[ops.maximum(self.count - 1, 0), 0]
@@ -66,6 +91,31 @@ class StepRecorder(keras.metrics.Metric):
         rows = ops.convert_to_numpy(self.rows)[:count].copy()
         self.count.assign(0)
         return rows
+
+
+def _record_after_each_step(model, recorder):
+    """JAX: after each train step, the recorder reads the step's updated weights."""
+    train_step = model.train_step
+
+    def recording_train_step(state, data):
+        logs, state = train_step(state, data)
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        metric_refs = model.metrics_variables
+        if not any(ref is recorder.rows for ref in metric_refs):
+            return logs, state  # compiled without this recorder
+        mapping = [*zip(model.trainable_variables, trainable), *zip(metric_refs, metrics_variables)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            recorder.record_weights()
+        metrics_variables = [_current(scope, ref, value)
+                             for ref, value in zip(metric_refs, metrics_variables)]
+        return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+    model.train_step = recording_train_step
+
+
+def _current(scope, ref, value):
+    current = scope.get_current_value(ref)
+    return value if current is None else current
 
 
 class UnitHistory(keras.callbacks.Callback):
@@ -99,6 +149,8 @@ class UnitHistory(keras.callbacks.Callback):
         return columns
 
     def on_train_batch_end(self, batch, logs=None):
+        if hasattr(self.model, "jax_state_sync"):  # JAX: the step's state into the variables
+            self.model.jax_state_sync()
         rows = np.concatenate([self._pending, self.recorder.drain()])
         whole = len(rows) // self.steps_per_epoch * self.steps_per_epoch
         self._pending = rows[whole:]

@@ -24,6 +24,7 @@ from keras import ops
 
 from common.counting import count_active_units, unit_kernels
 from common.fitting import finetune
+from common.gradients import gradient_numpy
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
 from common.penalties import GroupSparse
 from common.pruning import prune_model
@@ -67,10 +68,17 @@ def attach_scale(model):
     return scale
 
 
+def set_scale(model, scale, value):
+    """Set the strength scale. A JAX train step holds a variable outside the model as a
+    constant of its compiled code, so there the model's compiled step is dropped and traced
+    again with the new value (TensorFlow's graph reads the variable at each step)."""
+    scale.assign(value)
+    if keras.backend.backend() == "jax":
+        model.train_function = None
+
+
 def lambda_max(model, x, y, task):
     """The largest ||dL/dW[g]|| / sqrt(group size), W[g] = 0, over the kernels' rows g."""
-    import tensorflow as tf
-
     largest = 0.0
     for kernel in unit_kernels(model):
         original = ops.convert_to_numpy(kernel)
@@ -79,10 +87,9 @@ def lambda_max(model, x, y, task):
             zeroed = original.copy()
             zeroed[row] = 0.0
             kernel.assign(zeroed)
-            with tf.GradientTape() as tape:
-                loss = ops.mean(row_losses(task, y, model(x, training=False)))
-            gradient = tape.gradient(loss, kernel.value)
-            norm = float(np.linalg.norm(ops.convert_to_numpy(gradient)[row]))
+            gradient, = gradient_numpy(
+                lambda: ops.mean(row_losses(task, y, model(x, training=False))), [kernel])
+            norm = float(np.linalg.norm(gradient[row]))
             largest = max(largest, norm / math.sqrt(group_size))
         kernel.assign(original)
     return largest
@@ -127,7 +134,7 @@ def run_path(model, data, config, scale, train_for, points, lambdas, on_point=No
     in place and returns False when training diverged. Returns why the path ended."""
     worse = 0
     for index, lam in enumerate([0.0, *lambdas]):  # point 0: the dense network as trained
-        scale.assign(lam / base_strength(config))
+        set_scale(model, scale, lam / base_strength(config))
         if index > 0 and train_for(path_epochs(config)) is False:
             return "diverged"
         point = measure_point(model, data, config, index, lam)

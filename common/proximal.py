@@ -21,6 +21,7 @@ learning rate for every weight (`adaptive=False` forces this for Adam too).
 """
 
 import math
+import warnings
 
 import keras
 from keras import ops
@@ -90,6 +91,13 @@ def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=
     return ops.where(keep, shrunk, ops.zeros_like(v))
 
 
+class _Untracked:
+    """A list that Keras' attribute tracking does not look into."""
+
+    def __init__(self, items):
+        self.items = items
+
+
 def _penalized(variables):
     """(variable, GroupSparse) for the variables whose penalty is applied proximally."""
     return [(variable, variable.regularizer) for variable in variables
@@ -120,11 +128,18 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer = inner_optimizer
         self.adaptive = bool(adaptive)
         self.freeze_zeros = bool(freeze_zeros)
-        self._targets = []
+        self._penalized = _Untracked([])
+
+    @property
+    def _targets(self):
+        return self._penalized.items
 
     def build(self, var_list):
         self.inner_optimizer.build(var_list)
-        self._targets = _penalized(var_list)
+        # Out of reach of Keras' attribute tracking: a plain list of the model's kernels here
+        # would count them as optimizer variables (JAX then donates one buffer twice, and
+        # every saved file carried copies of the kernels).
+        self._penalized = _Untracked(_penalized(var_list))
         if not self._targets:
             raise ValueError("ProximalOptimizer found no weight with a GroupSparse(..., "
                              "proximal=True) regularizer: there is nothing to apply")
@@ -149,6 +164,23 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
 
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)
+
+    def save_own_variables(self, store):
+        # The inner optimizer saves its own state in its own entry of the file.
+        for index, variable in enumerate(self._variables):
+            store[str(index)] = variable.numpy()
+
+    def load_own_variables(self, store):
+        own = self._variables
+        if len(store.keys()) != len(own):
+            warnings.warn(
+                f"this file's ProximalOptimizer state holds {len(store.keys())} entries where "
+                f"{len(own)} are expected: it was saved before copies of the kernels were "
+                "removed from it. The extra entries were skipped; the inner optimizer's state "
+                "(its step count and moments) loaded as usual.", stacklevel=2)
+        for index, variable in enumerate(own):  # its step count and learning rate come first
+            if str(index) in store and tuple(store[str(index)].shape) == tuple(variable.shape):
+                variable.assign(store[str(index)])
 
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)

@@ -17,7 +17,9 @@ def print_config(config, demo):
         hidden.add("connect_timeout")
     fields = ", ".join(f"{key}={value}" for key, value in dataclasses.asdict(config).items()
                        if value not in (None, False) and key not in hidden)
-    print(f"demo_{demo}: {fields}", flush=True)
+    import keras
+
+    print(f"demo_{demo} on {keras.backend.backend()}: {fields}", flush=True)
 
 
 class ProgressBar:

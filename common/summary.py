@@ -13,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import keras
 from keras import ops
 
 from common.counting import count_active_units
@@ -69,7 +70,8 @@ def finish_run(demo, config, data, model, run_dir, outcome, files=(), extra=None
     that is not the chief (`chief=False`) removes its run folder at the end.
     """
     summary = {
-        "demo": demo, "status": outcome.status, "message": outcome.message,
+        "demo": demo, "backend": keras.backend.backend(), "status": outcome.status,
+        "message": outcome.message,
         "config": dataclasses.asdict(config),
         "dataset": {"name": data.name, "task": data.task, "feature_names": data.feature_names},
         "units_before": outcome.units_before.as_dict(), "steps": outcome.steps,

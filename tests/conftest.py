@@ -8,6 +8,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["MPLBACKEND"] = "Agg"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under another Keras backend (KERAS_BACKEND=jax) only the tests marked `backends` run:
+    the others are about TensorFlow itself (the TF demo, tf.distribute, TensorBoard)."""
+    from common.config import keras_backend_name
+
+    backend = keras_backend_name()
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow only; Keras runs on {backend} here")
+    for item in items:
+        if "backends" not in item.keywords or "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def boston():
     from common.data import load_dataset

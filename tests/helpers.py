@@ -15,6 +15,26 @@ def run_script(*args, cwd=ROOT, timeout=300, env=None):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def float64():
+    """A context in which float64 arrays stay float64 (JAX truncates them to float32 unless
+    x64 is on); nothing to do on the other backends."""
+    import contextlib
+
+    import keras
+
+    @contextlib.contextmanager
+    def jax_x64():
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_x64", False)
+
+    return jax_x64() if keras.backend.backend() == "jax" else contextlib.nullcontext()
+
+
 def read_events(run_dir):
     """Every tensor summary of the run, by tag: [(step, value), ...] (text stays bytes)."""
     import tensorflow as tf

@@ -11,7 +11,7 @@ import demo_keras
 from common import GroupSparse, count_active_units
 from common.lifecycle import exit_code
 
-pytestmark = pytest.mark.slow  # end-to-end runs of the demo
+pytestmark = [pytest.mark.slow, pytest.mark.backends]  # end-to-end runs, every backend
 EPOCHS = 50
 
 

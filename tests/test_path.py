@@ -13,7 +13,7 @@ from common import count_active_units
 from common.config import parse_config
 from common.data import DataError, Dataset, load_dataset
 from common.model import build_model, make_optimizer, make_regularizer, metric_and_standard_error
-from common.path import attach_scale, lambda_grid, run_path, select_point
+from common.path import attach_scale, lambda_grid, run_path, select_point, set_scale
 from tests.helpers import read_scalars
 
 
@@ -74,6 +74,7 @@ def small_path_setup(**overrides):
     return config, data, model, scale
 
 
+@pytest.mark.backends
 def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
     config, data, model, scale = small_path_setup()
     model.fit(data.x_train, data.y_train, epochs=60, batch_size=len(data.x_train), verbose=0)
@@ -99,6 +100,7 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
 
 
 @pytest.mark.slow
+@pytest.mark.backends
 def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
     """The grid's top end is where even the strongest group stays at zero."""
     config, data, model, scale = small_path_setup()
@@ -107,7 +109,7 @@ def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
     dense = [np.array(weight) for weight in model.get_weights()]
     for lam, expect_empty in [(top * 1.5, True), (top * 1e-3, False)]:
         model.set_weights(dense)
-        scale.assign(lam / config.group_strength)
+        set_scale(model, scale, lam / config.group_strength)
         model.fit(data.x_train, data.y_train, epochs=300, batch_size=len(data.x_train), verbose=0)
         counts = count_active_units(model, 0.0)
         if expect_empty:
@@ -128,7 +130,8 @@ class WatchedDataset(Dataset):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("demo", [demo_tensorflow, demo_keras])
+@pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
+                                  pytest.param(demo_keras, marks=pytest.mark.backends)])
 def test_the_test_split_is_read_only_after_selection(tmp_path, monkeypatch, demo):
     import common.path
 
@@ -180,6 +183,7 @@ def test_tensorflow_demo_path_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.backends
 def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
     summary = demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
                                "--path-points", "3", "--max-units", "40", "--no-show",

@@ -15,9 +15,13 @@ from hypothesis.extra.numpy import arrays
 
 import demo_keras
 import demo_tensorflow
+from common.gradients import value_and_gradients
 from common.model import build_model
 from common.penalties import GroupSparse, penalty_value
 from common.proximal import ProximalOptimizer, prox_group_sparse
+
+pytestmark = pytest.mark.backends  # the Keras side: every backend (the TF demo test skips)
+
 
 
 def prox(v, step, group=0.0, **strengths):
@@ -150,9 +154,8 @@ def test_one_step_is_adam_then_the_prox_in_adams_metric(boston):
     twin.set_weights(model.get_weights())
     for step in range(1, 4):
         for net, opt in ((model, optimizer), (twin, reference)):
-            with tf.GradientTape() as tape:
-                loss = keras.ops.mean(keras.ops.square(net(x) - y))
-            grads = tape.gradient(loss, net.trainable_variables)
+            _, grads = value_and_gradients(lambda: keras.ops.mean(keras.ops.square(net(x) - y)),
+                                           net.trainable_variables)
             opt.apply_gradients(zip(grads, net.trainable_variables))
         # Apply the prox to the twin by hand, from Adam's own second moments.
         # In float32, as Keras' Adam computes it (1 - 0.999 is not exact in float32).
@@ -229,6 +232,7 @@ def check_exact_zeros(record, run_dir):
     assert pruned.count_params() == record["pruned"]["params_after"]
 
 
+@pytest.mark.tensorflow_only
 def test_tensorflow_demo_proximal_run(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

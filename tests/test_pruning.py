@@ -16,6 +16,9 @@ ACTIVATIONS = {
     / np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True),
 }
 
+pytestmark = pytest.mark.backends  # the Keras side: every backend
+
+
 
 def numpy_forward(weights, activations, x, threshold):
     out = np.asarray(x, np.float64)

@@ -16,6 +16,7 @@ def examples(name):
     return re.findall(r"```python\n(.*?)```", text(name), flags=re.S)
 
 
+@pytest.mark.backends
 def test_the_reuse_example_runs_and_prunes(boston):
     (example,) = examples("README.md")
     namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
@@ -27,6 +28,7 @@ def test_the_reuse_example_runs_and_prunes(boston):
     assert smaller.input_shape[1] == len(report.kept_inputs)
 
 
+@pytest.mark.backends
 def test_the_proximal_example_ends_with_exact_zeros(boston):
     import numpy as np
 
