@@ -175,3 +175,12 @@ def test_a_too_small_validation_split_is_one_line_before_tensorflow(tmp_path):
     result = run_script("demo_tensorflow.py", "--path", "--csv", str(path), "--target", "y")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("a validation split needs at least 10")
+
+
+def test_strategy_off_tensorflow_is_one_line_and_exit_2():
+    result = run_script("demo_keras.py", "--strategy", "mirrored", env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "demo_keras.py: error: --strategy uses tf.distribute, which needs Keras on TensorFlow, "
+        "and Keras runs on jax here: run with KERAS_BACKEND=tensorflow, or without --strategy "
+        "(see --help)"]

@@ -6,7 +6,7 @@ import pytest
 
 import demo_tensorflow
 from common.lifecycle import exit_code
-from tests.helpers import read_events, read_scalars
+from tests.helpers import read_events, read_scalars, run_script
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the demo
 EPOCHS = 60
@@ -119,3 +119,13 @@ def test_pruned_model_reproduces_the_reported_metric_from_the_surviving_features
     metrics = evaluate(pruned, data, x=data.x_test[:, kept])
     assert metrics["rmse"] == pytest.approx(summary["pruned"]["test"]["rmse"], rel=1e-6)
     assert metrics["rmse"] == pytest.approx(summary["thresholded_test"]["rmse"], abs=1e-4)
+
+
+def test_runs_on_tensorflow_whatever_keras_backend_says(tmp_path):
+    completed = run_script("demo_tensorflow.py", "--epochs", "5", "--logdir", str(tmp_path),
+                           env={"KERAS_BACKEND": "jax"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert ("note: demo_tensorflow.py is a TensorFlow training loop, so it runs Keras on "
+            "TensorFlow and not on KERAS_BACKEND=jax") in completed.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["backend"] == "tensorflow"

@@ -260,3 +260,29 @@ def test_keras_demo_proximal_run(tmp_path):
     assert all(later <= earlier for earlier, later in zip(neurons, neurons[1:]))
     assert min(float(row["penalty"]) for row in rows) > 0
     assert json.loads((run_dir / "run.json").read_text())["config"]["solver"] == "proximal"
+
+
+def test_the_optimizer_holds_no_copy_of_the_model_weights(boston, tmp_path):
+    """Its variables are its own and the inner optimizer's (a tracked list of the kernels
+    once made them optimizer state: JAX refused the step, and saved files carried copies)."""
+    model = small_model(boston, group=0.05)
+    optimizer = ProximalOptimizer(keras.optimizers.Adam(0.01))
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(boston.x_train, boston.y_train, batch_size=len(boston.x_train), epochs=2, verbose=0)
+    weights = {id(variable) for variable in model.weights}
+    assert not any(id(variable) in weights for variable in optimizer.variables)
+    assert len(optimizer.variables) == 2 + len(optimizer.inner_optimizer.variables)
+
+
+def test_a_file_saved_with_the_old_optimizer_state_loads_with_a_note(boston):
+    """tests/data/proximal_optimizer_old_state.keras was saved (TensorFlow) before the fix:
+    its optimizer entry holds copies of the two kernels. It loads, says so, and trains on."""
+    path = "tests/data/proximal_optimizer_old_state.keras"
+    with pytest.warns(UserWarning, match="saved before copies of the kernels were removed"):
+        model = keras.saving.load_model(path)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 3  # Adam's state
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    before = model.get_weights()
+    model.fit(x, 2 * x[:, :1], epochs=2, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 5
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

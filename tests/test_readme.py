@@ -32,7 +32,7 @@ def test_the_reuse_example_runs_and_prunes(boston):
 def test_the_proximal_example_ends_with_exact_zeros(boston):
     import numpy as np
 
-    (example,) = examples("common/README.md")
+    example = examples("common/README.md")[0]
     namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
     exec(compile(example, "common/README.md", "exec"), namespace)
     model, counts = namespace["model"], namespace["counts"]
@@ -40,6 +40,21 @@ def test_the_proximal_example_ends_with_exact_zeros(boston):
     first = model.layers[0].kernel.numpy()
     zero_rows = ~counts.input_mask
     assert zero_rows.any() and np.all(first[zero_rows] == 0.0)
+
+
+@pytest.mark.backends
+def test_the_jax_custom_loop_example_removes_units(boston):
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("the example is JAX's form of the loop (KERAS_BACKEND=jax)")
+    example = examples("common/README.md")[1]
+    assert "stateless_call" in example
+    namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
+    exec(compile(example, "common/README.md", "exec"), namespace)
+    counts = namespace["counts"]
+    assert counts.hidden[0] < 20 and counts.total < 13 + 20  # the penalty was in the loss
+    assert float(namespace["loss"]) < 0.1  # and the network still fits the data
 
 
 @pytest.mark.slow

@@ -1,0 +1,69 @@
+"""The Keras side on two backends: the same run agrees, and files cross between them.
+
+Each backend runs in its own process (tests/backend_run.py), so these run in the
+TensorFlow pass of the suite and need JAX installed (requirements-dev.txt has it).
+"""
+
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT, run_script
+
+pytestmark = pytest.mark.slow  # fresh processes on two backends
+BACKENDS = ("tensorflow", "jax")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jax_installed():
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
+
+
+def run_on(backend, *args):
+    completed = run_script(str(ROOT / "tests" / "backend_run.py"), *map(str, args),
+                           env={"KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def test_the_same_proximal_run_on_both_backends_agrees(tmp_path):
+    """From the same initial weights, 100 full-batch proximal epochs end in the same weights
+    (to float32 rounding) and the per-epoch unit counts are identical."""
+    import keras
+
+    from common.data import load_dataset
+    from common.model import build_model
+    from common.penalties import GroupSparse
+
+    keras.utils.set_random_seed(1)
+    model = build_model(load_dataset("boston", seed=0), (20, 15), GroupSparse(3e-3))
+    np.savez(tmp_path / "initial.npz",
+             **{f"weight_{index}": weight for index, weight in enumerate(model.get_weights())})
+    results = {}
+    for backend in BACKENDS:
+        run_on(backend, "train", tmp_path / "initial.npz", tmp_path / f"{backend}.npz")
+        results[backend] = np.load(tmp_path / f"{backend}.npz")
+    tf_run, jax_run = results["tensorflow"], results["jax"]
+    assert str(tf_run["backend"]) == "tensorflow" and str(jax_run["backend"]) == "jax"
+    assert len(tf_run["units"]) == 100
+    np.testing.assert_array_equal(tf_run["units"], jax_run["units"])
+    assert tf_run["units"][-1].sum() < tf_run["units"][0].sum()  # the penalty removed units
+    np.testing.assert_allclose(tf_run["penalty"], jax_run["penalty"], rtol=1e-4)
+    np.testing.assert_allclose(tf_run["loss"], jax_run["loss"], rtol=1e-4)
+    for index in range(6):
+        mine, theirs = tf_run[f"weight_{index}"], jax_run[f"weight_{index}"]
+        np.testing.assert_allclose(theirs, mine, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(mine == 0, theirs == 0)  # the same exact zeros
+
+
+@pytest.mark.parametrize("saved_on, loaded_on", [("jax", "tensorflow"), ("tensorflow", "jax")])
+def test_saved_on_one_backend_loads_and_trains_on_the_other(tmp_path, saved_on, loaded_on):
+    model_file = tmp_path / "model.keras"
+    run_on(saved_on, "save", model_file, tmp_path / "saved.npz")
+    run_on(loaded_on, "resume", model_file, tmp_path / "other.npz")
+    run_on(saved_on, "resume", model_file, tmp_path / "same.npz")
+    saved, other, same = (np.load(tmp_path / f"{name}.npz") for name in ("saved", "other", "same"))
+    np.testing.assert_allclose(other["loaded_predictions"], saved["predictions"], atol=1e-5)
+    # The optimizer's state crossed too: training on continues as it does on the first backend.
+    assert int(other["iterations"]) == int(same["iterations"]) == 150
+    np.testing.assert_array_equal(other["units"], same["units"])
+    np.testing.assert_allclose(other["predictions"], same["predictions"], rtol=1e-4, atol=1e-4)
