@@ -33,7 +33,8 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
         if size == 0 or count == 0:
             continue
         steps = size * steps_per_epoch
-        per_call = 1 if one_step_per_call else steps
+        # PyTorch's fit runs one step per call (Keras refuses steps_per_execution > 1 there).
+        per_call = 1 if one_step_per_call or keras.backend.backend() == "torch" else steps
         # Compiled once per chunk size: a later call (a path's next point) reuses the graph.
         compiled_with = _COMPILED.get(model)
         if compiled_with is None or compiled_with[0] is not compile_args \

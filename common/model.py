@@ -46,7 +46,8 @@ def row_losses(task, y_true, y_pred):
     """The data loss of each row: squared error, or cross-entropy on the softmax output."""
     if task == "classification":
         return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-    return ops.sum(ops.square(y_pred - y_true), axis=-1)
+    y_pred = ops.convert_to_tensor(y_pred)  # NumPy or a tensor, on any backend
+    return ops.sum(ops.square(y_pred - ops.cast(y_true, y_pred.dtype)), axis=-1)
 
 
 def data_loss(task, y_true, y_pred):

@@ -52,6 +52,8 @@ class StepRecorder(keras.metrics.Metric):
             _record_after_each_step(model, self)
 
     def _write(self, index, column, values):
+        if keras.backend.backend() == "torch":  # eager; its slice_update misreads a tensor index
+            index = int(ops.convert_to_numpy(index))
         rows = ops.convert_to_tensor(self.rows)
         self.rows.assign(ops.slice_update(rows, (index, column), ops.expand_dims(values, 0)))
 
@@ -154,7 +156,7 @@ class UnitHistory(keras.callbacks.Callback):
         rows = np.concatenate([self._pending, self.recorder.drain()])
         whole = len(rows) // self.steps_per_epoch * self.steps_per_epoch
         self._pending = rows[whole:]
-        for epoch_rows in np.split(rows[:whole], whole // self.steps_per_epoch):
+        for epoch_rows in np.split(rows[:whole], whole // self.steps_per_epoch) if whole else []:
             if not self._record(epoch_rows):
                 break
 

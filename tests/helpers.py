@@ -15,6 +15,13 @@ def run_script(*args, cwd=ROOT, timeout=300, env=None):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def steps_per_call(steps):
+    """`steps` per graph call, or 1 on PyTorch, where Keras refuses steps_per_execution > 1."""
+    import keras
+
+    return 1 if keras.backend.backend() == "torch" else steps
+
+
 def float64():
     """A context in which float64 arrays stay float64 (JAX truncates them to float32 unless
     x64 is on); nothing to do on the other backends."""

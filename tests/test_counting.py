@@ -10,6 +10,7 @@ import tensorflow as tf
 from common.batches import training_batches
 from common.model import loss_name
 from common.monitor import UnitHistory
+from tests.helpers import steps_per_call
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend
 
@@ -39,7 +40,7 @@ def test_history_has_one_point_per_epoch_matching_a_recount(boston):
     batches, steps_per_epoch = batches.dataset, batches.steps_per_epoch  # 4 steps per epoch
     history = UnitHistory(model, boston.task, 1e-3, steps_per_epoch, capacity=5 * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss_name(boston.task),
-                  metrics=[history.recorder], steps_per_execution=5 * steps_per_epoch)
+                  metrics=[history.recorder], steps_per_execution=steps_per_call(5 * steps_per_epoch))
     model.fit(batches, epochs=3, steps_per_epoch=5 * steps_per_epoch, verbose=0, shuffle=False,
               callbacks=[history])
     assert steps_per_epoch == 4 and history.records["epoch"] == list(range(1, 16))

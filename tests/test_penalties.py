@@ -5,12 +5,12 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import float64
 from keras import ops
 
 from common import GroupSparse, group_lasso, sparse_group_lasso
 from common.gradients import gradient_numpy
 from common.penalties import penalty_value
+from tests.helpers import float64
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend
 

@@ -19,6 +19,7 @@ from common.gradients import value_and_gradients
 from common.model import build_model
 from common.penalties import GroupSparse, penalty_value
 from common.proximal import ProximalOptimizer, prox_group_sparse
+from tests.helpers import steps_per_call
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend (the TF demo test skips)
 
@@ -154,8 +155,9 @@ def test_one_step_is_adam_then_the_prox_in_adams_metric(boston):
     twin.set_weights(model.get_weights())
     for step in range(1, 4):
         for net, opt in ((model, optimizer), (twin, reference)):
-            _, grads = value_and_gradients(lambda: keras.ops.mean(keras.ops.square(net(x) - y)),
-                                           net.trainable_variables)
+            _, grads = value_and_gradients(
+                lambda: keras.ops.mean(keras.ops.square(net(x) - keras.ops.convert_to_tensor(y))),
+                net.trainable_variables)
             opt.apply_gradients(zip(grads, net.trainable_variables))
         # Apply the prox to the twin by hand, from Adam's own second moments.
         # In float32, as Keras' Adam computes it (1 - 0.999 is not exact in float32).
@@ -178,7 +180,7 @@ def test_groups_reach_exact_zero_and_the_loss_carries_no_penalty(boston):
     assert all(float(loss) == 0.0 for loss in model.losses)  # applied by the optimizer only
     assert float(penalty_value(model)) > 0
     model.compile(optimizer=ProximalOptimizer(keras.optimizers.Adam(0.01)), loss="mse",
-                  steps_per_execution=20)
+                  steps_per_execution=steps_per_call(20))
     model.fit(boston.x_train, boston.y_train, batch_size=len(boston.x_train), epochs=100,
               verbose=0)
     rows = np.concatenate([layer.kernel.numpy() for layer in model.layers[:1]])

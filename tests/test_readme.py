@@ -32,6 +32,10 @@ def test_the_reuse_example_runs_and_prunes(boston):
 def test_the_proximal_example_ends_with_exact_zeros(boston):
     import numpy as np
 
+    import keras
+
+    if keras.backend.backend() == "torch":
+        pytest.skip("the example uses steps_per_execution=50, which Keras refuses on PyTorch")
     example = examples("common/README.md")[0]
     namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
     exec(compile(example, "common/README.md", "exec"), namespace)
