@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.config import import_tensorflow_quietly  # noqa: E402
 from memory import end_to_end  # noqa: E402
 from output import markdown, plot  # noqa: E402
+from overhead import overhead  # noqa: E402
 from sparsity import sparsity, targets  # noqa: E402
 from speed import scaling, speed  # noqa: E402
 
@@ -48,14 +49,14 @@ SIZES = {
                   datasets=("boston", "digits")),
     "smoke": dict(rounds=1, picture_rounds=1, steps=50, end_to_end_runs=0, scaling_epochs=5,
                   seeds=1, path_points=3, flags=["--epochs", "30"],
-                  path_flags=["--path-epochs", "10"], synthetic_rows=2_000, datasets=("boston",)),
+                  path_flags=["--path-epochs", "10"], synthetic_rows=8_000, datasets=("boston",)),
 }
 
 
 def main(argv=None):
     args = parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    size = SIZES[mode]
+    size = dict(SIZES[mode], name=mode)
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf
@@ -72,6 +73,8 @@ def main(argv=None):
                        timespec="seconds")}
         print("speed ...", flush=True)
         results["speed"] = speed(size, logdir)
+        print("overhead at three sizes ...", flush=True)
+        results["overhead"] = overhead(size, logdir)
         print("end to end ...", flush=True)
         results["end_to_end"] = end_to_end(size, logdir)
         print("scaling ...", flush=True)

@@ -23,12 +23,24 @@ finally:
 """
 
 
+def import_seconds(runs):
+    """Median wall time of a fresh `python -c "import tensorflow, keras"` (start-up included)."""
+    walls = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tensorflow, keras"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls)
+
+
 def end_to_end(size, logdir):
-    """Wall time and peak memory (VmHWM) of the default runs, as a user starts them."""
+    """Wall time and peak memory (VmHWM) of the default runs, as a user starts them, and the
+    same less the TensorFlow import (Python's start-up included)."""
     runs = size["end_to_end_runs"]
     if not runs:
         return {}
-    result = {}
+    result = {"import_seconds_median": import_seconds(runs)}
     for script in ["demo_tensorflow.py", "demo_keras.py"]:
         walls, peaks = [], []
         for _ in range(runs):
@@ -44,5 +56,7 @@ def end_to_end(size, logdir):
                     if line.startswith("PEAK_RSS_KIB")][0]
             peaks.append(int(peak) / 1024)
         result[script] = {"wall_seconds_median": statistics.median(walls),
+                          "wall_seconds_without_import": statistics.median(walls)
+                          - result["import_seconds_median"],
                           "peak_rss_mib_median": statistics.median(peaks), "runs": runs}
     return result

@@ -14,6 +14,10 @@ def markdown(results):
         lines.append(f"| {key} | {value:.2f} |")
     lines.append(f"| path_over_single (a --path run / a default run, wall) | "
                  f"{speed_result['path_over_single']:.2f} |")
+    for backend, value in speed_result.get("keras_fit_ms_per_step_by_backend", {}).items():
+        lines.append(f"| keras demo on {backend} (fresh process) | {value:.3f} |")
+    lines += overhead_table(results.get("overhead", {})) + end_to_end_table(
+        results.get("end_to_end", {}))
     lines += ["", "| dataset | penalty | solver | chosen by | lambda | test metric (mean ± sd) | "
               "paired ratio to unregularized | inputs kept | hidden kept | params after |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -33,6 +37,38 @@ def markdown(results):
             f"{row['hidden_kept_mean']:.1f}/{row['hidden_total']} | "
             f"{row['params_after_mean']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def overhead_table(overhead):
+    """ms per step and overhead ratios, one column per size."""
+    if not overhead:
+        return []
+    cases = list(overhead)
+    lines = ["", "| per step, at three sizes | " + " | ".join(
+        f"{case} ({overhead[case]['rows']} rows, {'-'.join(map(str, overhead[case]['hidden']))}"
+        f", batch {overhead[case]['batch_size']})" for case in cases) + " |",
+        "|---|" + "---|" * len(cases)]
+    for key in overhead[cases[0]]["ms_per_step"]:
+        lines.append(f"| {key} ms | " + " | ".join(
+            f"{overhead[case]['ms_per_step'][key]:.3f}" for case in cases) + " |")
+    for key in overhead[cases[0]]["overhead"]:
+        lines.append(f"| {key} | " + " | ".join(
+            f"{overhead[case]['overhead'][key]:.2f}" for case in cases) + " |")
+    return lines
+
+
+def end_to_end_table(end_to_end):
+    if not end_to_end:
+        return []
+    lines = ["", f"| end to end, default run (TensorFlow import: "
+             f"{end_to_end['import_seconds_median']:.1f} s) | wall s | without the import | "
+             "peak MiB |", "|---|---|---|---|"]
+    for script, row in end_to_end.items():
+        if isinstance(row, dict):
+            lines.append(f"| {script} | {row['wall_seconds_median']:.1f} | "
+                         f"{row['wall_seconds_without_import']:.1f} | "
+                         f"{row['peak_rss_mib_median']:.0f} |")
+    return lines
 
 
 def plot(results, path):

@@ -69,6 +69,32 @@ def naive_keras_ms_per_step(data, config):
     return 1000.0 * (time.perf_counter() - started) / config.epochs
 
 
+def backends():
+    """The Keras backends installed here, TensorFlow first."""
+    import importlib.util
+
+    return ["tensorflow"] + [name for name in ("jax", "torch")
+                             if importlib.util.find_spec(name) is not None]
+
+
+def keras_demo_on(backend, flags):
+    """ms per step of `python demo_keras.py FLAGS` in a fresh process on `backend`."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as folder:
+        completed = subprocess.run(
+            [sys.executable, "demo_keras.py", *flags, "--no-show", "--logdir", folder], cwd=root,
+            env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise RuntimeError(f"demo_keras.py on {backend} failed: {completed.stderr[-2000:]}")
+        (run_dir,) = Path(folder).iterdir()
+        return json.loads((run_dir / "run.json").read_text())["ms_per_step"]
+
+
 def speed(size, logdir):
     import demo_keras
     import demo_tensorflow
@@ -80,7 +106,10 @@ def speed(size, logdir):
                                    "keras_fit_ms_per_step", "naive_keras_ms_per_step",
                                    "tf_loop_proximal_ms_per_step"]}
     shipped = ["--epochs", str(steps), "--logdir", str(logdir), "--no-show"]
+    on_backends = {backend: [] for backend in backends()}  # each in a fresh process
     for _ in range(rounds):
+        for backend, values in on_backends.items():
+            values.append(keras_demo_on(backend, ["--epochs", str(steps)]))
         samples["tf_loop_ms_per_step"].append(demo_tensorflow.main(shipped)["ms_per_step"])
         samples["plain_loop_ms_per_step"].append(plain_loop_ms_per_step(data, Config(epochs=steps)))
         samples["keras_fit_ms_per_step"].append(demo_keras.main(shipped)["ms_per_step"])
@@ -101,7 +130,9 @@ def speed(size, logdir):
     result = {key: statistics.median(values) for key, values in samples.items()}
     result["path_over_single"] = path["wall_seconds"] / single["wall_seconds"]
     result["path_points_trained"] = len(path["path"]) - 1
-    result["samples"] = {**samples, "pictures_pairs": pairs}
+    result["samples"] = {**samples, "pictures_pairs": pairs, "keras_by_backend": on_backends}
+    result["keras_fit_ms_per_step_by_backend"] = {
+        backend: statistics.median(values) for backend, values in on_backends.items()}
     result["tf_loop_no_pictures_ms_per_step"] = statistics.median(without for _, without in pairs)
     result["ratios"] = {
         "pictures_overhead_tf": statistics.median(a / b for a, b in pairs),

@@ -27,6 +27,14 @@ def test_smoke_run_writes_results_table_and_picture(tmp_path):
         assert speed[key] > 0
     assert set(speed["ratios"]) == {"monitoring_overhead_tf_over_plain", "keras_over_tf",
                                     "speedup_naive_over_keras", "pictures_overhead_tf"}
+    assert speed["keras_fit_ms_per_step_by_backend"]["tensorflow"] > 0
+    overhead = results["overhead"]
+    assert set(overhead) == {"boston", "digits", "wide"}
+    for case in overhead.values():
+        assert all(value > 0 for value in case["ms_per_step"].values())
+        assert set(case["overhead"]) == {"tf_shipped_over_bare", "proximal_over_adam",
+                                         "keras_shipped_over_plain_l1",
+                                         "keras_shipped_over_tf_shipped"}
     rows = results["sparsity"]
     assert rows and all(ROW_KEYS <= set(row) for row in rows)
     # Nothing penalized is chosen on the test split: each row is the unregularized network,
