@@ -18,6 +18,7 @@ _EXPORTS = {
     "Dataset": "common.data",
     "DataError": "common.data",
     "group_lasso": "common.penalties",
+    "adaptive_weights": "common.penalties",
     "sparse_group_lasso": "common.penalties",
     "group_norms": "common.penalties",
     "GroupSparse": "common.penalties",

@@ -38,9 +38,14 @@ def group_norms(kernel):
     return ops.where(nonzero, ops.sqrt(safe_squares), ops.zeros_like(squares))
 
 
-def group_lasso(kernel):
-    """sqrt(group size) * sum over groups of the group's L2 norm."""
-    return math.sqrt(group_size(kernel)) * ops.sum(group_norms(kernel))
+def group_lasso(kernel, weights=None):
+    """sqrt(group size) * sum over groups of the group's L2 norm (times its weight, when
+    `weights` gives one per group: the adaptive group Lasso)."""
+    norms = group_norms(kernel)
+    if weights is not None:
+        norms = norms * ops.cast(ops.reshape(ops.convert_to_tensor(weights), norms.shape),
+                                 norms.dtype)
+    return math.sqrt(group_size(kernel)) * ops.sum(norms)
 
 
 def sparse_group_lasso(kernel):
@@ -63,18 +68,21 @@ class GroupSparse(keras.regularizers.Regularizer):
     """group_strength * group_lasso(w) + l1 * sum|w| + l2 * sum w**2, for `kernel_regularizer`.
 
     GroupSparse(1e-3) is the original demos' penalty; adding l1 > 0 gives the sparse
-    group Lasso. A model using it saves to .keras and loads back once this module is imported.
+    group Lasso. `weights` (one per group, i.e. per row of the kernel) weighs each group's
+    norm: the adaptive group Lasso (`adaptive_weights` computes them from a trained model). A model using it saves to .keras and loads back once this module is imported.
 
     With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
     `common.proximal.ProximalOptimizer` applies it instead, as an exact proximal step after
     each optimizer step. `value(kernel)` gives the penalty's value in both modes.
     """
 
-    def __init__(self, group_strength=1e-3, l1=0.0, l2=0.0, proximal=False):
+    def __init__(self, group_strength=1e-3, l1=0.0, l2=0.0, proximal=False, weights=None):
         self.group_strength = _checked_strength("group_strength", group_strength)
         self.l1 = _checked_strength("l1", l1)
         self.l2 = _checked_strength("l2", l2)
         self.proximal = bool(proximal)
+        self.weights = None if weights is None else tuple(
+            _checked_strength("weights", weight) for weight in weights)
         # A variable that multiplies every strength, so a path of strengths needs no new
         # graph (common.path). A training aid: not saved with the model.
         self.scale = None
@@ -83,7 +91,7 @@ class GroupSparse(keras.regularizers.Regularizer):
         """The penalty of `kernel`, whichever way it is applied."""
         penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
         if self.group_strength:
-            penalty = penalty + self.group_strength * group_lasso(kernel)
+            penalty = penalty + self.group_strength * group_lasso(kernel, self.weights)
         if self.l1:
             penalty = penalty + self.l1 * ops.sum(ops.abs(kernel))
         if self.l2:
@@ -99,7 +107,8 @@ class GroupSparse(keras.regularizers.Regularizer):
 
     def get_config(self):
         return {"group_strength": self.group_strength, "l1": self.l1, "l2": self.l2,
-                "proximal": self.proximal}
+                "proximal": self.proximal,
+                "weights": None if self.weights is None else list(self.weights)}
 
     @classmethod
     def from_config(cls, config):
@@ -107,6 +116,28 @@ class GroupSparse(keras.regularizers.Regularizer):
         if "group" in config:  # files saved before the strength was renamed
             config["group_strength"] = config.pop("group")
         return cls(**config)
+
+
+# A group that is zero after the first stage gets this many times the largest weight of its
+# kernel: removed for good in practice (an infinite weight would make 0 * inf = NaN).
+ZERO_GROUP_WEIGHT_FACTOR = 1e3
+
+
+def adaptive_weights(kernel, gamma=1.0):
+    """Adaptive group Lasso weights 1 / ||W_g||**gamma for each group of a trained kernel
+    (Zou 2006 for the Lasso; Dinh & Ho 2020 for networks), as a list of floats. Strong
+    groups are then shrunk less, weak ones more; a group that is exactly zero gets
+    ZERO_GROUP_WEIGHT_FACTOR times the kernel's largest weight, so it stays removed."""
+    import numpy as np
+
+    norms = np.asarray(ops.convert_to_numpy(group_norms(kernel)), np.float64)
+    if not np.any(norms > 0):
+        return [1.0] * len(norms)
+    weights = np.zeros_like(norms)
+    live = norms > 0
+    weights[live] = norms[live] ** -float(gamma)
+    weights[~live] = ZERO_GROUP_WEIGHT_FACTOR * weights[live].max()
+    return [float(weight) for weight in weights]
 
 
 def penalty_value(model):

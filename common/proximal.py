@@ -34,9 +34,11 @@ NEWTON_STEPS = 5
 
 
 def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_STEPS,
-                      scale=None):
-    """argmin_w 1/2 sum((w - v)**2 / step) + s * (group_strength*sqrt(n)*sum_g ||w_g||
-    + l1*|w|_1 + l2*|w|^2), with s = `scale` (a number or a scalar tensor; 1 when None).
+                      scale=None, weights=None):
+    """argmin_w 1/2 sum((w - v)**2 / step) + s * (group_strength*sqrt(n)*sum_g a_g ||w_g||
+    + l1*|w|_1 + l2*|w|^2), with s = `scale` (a number or a scalar tensor; 1 when None) and
+    a_g = `weights` (one per group; 1 when None: each group's threshold is then
+    group_strength * a_g * sqrt(n)).
 
     `step` is a number (the same step for every weight) or an array shaped like `v` (one
     step per weight, all > 0). Groups are the kernel's rows (`common.penalties`). The three
@@ -63,6 +65,9 @@ def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=
     threshold = group_strength * math.sqrt(group_size(v))  # c: lambda * sqrt(group size)
     axes = _group_axes(v)
     squares = ops.sum(ops.square(v), axis=axes, keepdims=True)
+    if weights is not None:  # one threshold per group
+        threshold = threshold * ops.reshape(ops.cast(ops.convert_to_tensor(weights), v.dtype),
+                                            squares.shape)
     nonzero = squares > 0
     norm = ops.where(nonzero, ops.sqrt(ops.where(nonzero, squares, 1.0)), 0.0)
     if uniform:
@@ -221,7 +226,8 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
                      / (1.0 - ops.power(inner.beta_1, t)))
             step = alpha / (ops.sqrt(ops.convert_to_tensor(moments)) + inner.epsilon)
         new = prox_group_sparse(value, step, regularizer.group_strength, regularizer.l1,
-                                regularizer.l2, scale=regularizer.scale)
+                                regularizer.l2, scale=regularizer.scale,
+                                weights=regularizer.weights)
         if frozen is not None:
             new = ops.where(frozen, ops.zeros_like(new), new)
         return new
