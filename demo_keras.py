@@ -126,8 +126,7 @@ def train(config, data, on_progress=None):
     outcome = Outcome("completed", 0, units_before, wall_started)
     with stop_on_signals() as shield:
         try:
-            if train_epochs(config.epochs):
-                path.run(train_epochs)
+            path.train(train_epochs)  # the epochs, then --adaptive's stage and --path
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
@@ -230,8 +229,10 @@ def plot_history(records, data, config, path, status, split="test"):
     units_axis.set_ylabel("active units")
     units_axis.set_xlabel("epoch")
     hidden = "-".join(map(str, config.hidden))
+    group = " ".join(f"{value:g}" for value in config.group_layers or [config.group_strength])
+    l1 = " ".join(f"{value:g}" for value in config.l1_layers or [config.l1])
     figure.suptitle(f"{data.name}: {data.num_features}-{hidden}-{data.num_outputs}, "
-                    f"group {config.group_strength:g}, l1 {config.l1:g}, l2 {config.l2:g}, "
+                    f"group {group}, l1 {l1}, l2 {config.l2:g}, "
                     f"lr {config.lr:g}, {status}")
     figure.savefig(path, dpi=100)
     if not can_show(config):

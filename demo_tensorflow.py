@@ -55,8 +55,8 @@ def train(config, data, on_progress=None):
     from common.distribute import is_chief, make_strategy
     from common.files import is_disk_full_message, new_run_dir, unless_disk_full
     from common.lifecycle import stop_on_signals, stop_status
-    from common.model import (build_model, evaluate, make_optimizer, make_regularizer,
-                              metric_name, row_losses)
+    from common.model import (build_model, evaluate, is_proximal, make_optimizer,
+                              make_regularizer, metric_name, row_losses)
     from common.path import PathRun
     from common.path_outputs import write_point_summaries
     from common.penalties import penalty_value
@@ -79,7 +79,7 @@ def train(config, data, on_progress=None):
         model = build_model(data, config.hidden, regularizer)
         optimizer = make_optimizer(config, regularizer)
         optimizer.build(model.trainable_variables)  # its variables, before the graph is traced
-    proximal = regularizer is not None and regularizer.proximal
+    proximal = is_proximal(regularizer)
     kernels = unit_kernels(model)
     names = unit_names(len(kernels))
     units_before = count_active_units(model, config.threshold)
@@ -167,14 +167,18 @@ def train(config, data, on_progress=None):
                 on_progress(steps_done())
         return True
 
+    def retrace():  # --adaptive, --layer-scaling: the penalty's numbers are graph constants
+        nonlocal train_steps
+        train_steps = tf.function(train_steps.python_function)
+
     path = PathRun(config, data, model)  # with --path: lambda 0 until the path starts
     progress = ProgressBar(total_steps + path.total_epochs * batches.steps_per_epoch)
     with stop_on_signals() as shield:
         try:
-            if train_for(total_steps):
-                path.run(lambda epochs: train_for(epochs * batches.steps_per_epoch),
-                         on_point=lambda point: write_point_summaries(
-                             run_dir, writer, point, metric_name(data.task), steps_done()))
+            path.train(lambda epochs: train_for(epochs * batches.steps_per_epoch),
+                       on_point=lambda point: write_point_summaries(
+                           run_dir, writer, point, metric_name(data.task), steps_done()),
+                       on_penalty_change=retrace)
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)

@@ -13,6 +13,7 @@ import sys
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
 SOLVERS = ("subgradient", "proximal")
 SELECTION_RULES = ("1se", "min")
+LAYER_SCALINGS = ("none", "lambda-max")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 # --preset compact: the smallest network the validation split supports. It used to hold
@@ -36,6 +37,11 @@ class Config:
     lr: float = 1e-3  # Adam learning rate
     group_strength: float = 1e-3  # group Lasso strength (lambda) on every kernel (--group)
     l1: float = 0.0  # L1 strength; group > 0 and l1 > 0 is the sparse group Lasso
+    # One value per kernel (--group a b c): these, and group_strength/l1 hold their largest
+    group_layers: tuple[float, ...] | None = None
+    l1_layers: tuple[float, ...] | None = None
+    adaptive: float | None = None  # adaptive group Lasso: weights 1/||w_g||**this (gamma)
+    layer_scaling: str = "none"  # path: lambda-max scales each layer by its own lambda_max
     l2: float = 0.0  # L2 (weight decay) strength
     threshold: float | None = None  # a group is active when sum(|w|) exceeds this; None:
     # 1e-3 (the original's) for the subgradient solver, 0.0 for the proximal one (exact zeros)
@@ -45,6 +51,8 @@ class Config:
     logdir: str = "summaries"  # each run writes a new folder below this one
     eval_every: int = 25  # steps between two evaluations on the test split
     finetune: int = 0  # epochs to retrain the pruned model without penalty
+    retrain: int = 0  # epochs to train the pruned architecture from fresh weights
+    patience: int | None = None  # finetune/retrain: stop when validation loss stalls this long
     strategy: str = "none"  # tf.distribute: none, mirrored (one machine), multiworker (TF_CONFIG)
     connect_timeout: float = 120.0  # multiworker: seconds to wait for the other workers
     path: bool = False  # train the dense network, then a warm-started path of growing lambdas
@@ -57,6 +65,11 @@ class Config:
     no_pictures: bool = False  # no group-norm histograms and kernel images in TensorBoard
     no_show: bool = False  # Keras demo: never open a plot window
     save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
+
+    @property
+    def uses_validation(self):
+        """Whether a validation split is carved from the training rows (--path, --patience)."""
+        return self.path or self.patience is not None
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -187,9 +200,18 @@ def build_parser(demo):
         help="passes over the training split")
     add("--batch-size", type=_positive_int, default=None, help="rows per step; none: full batch")
     add("--lr", type=_positive_float, default=defaults.lr, help="Adam learning rate")
-    add("--group", dest="group_strength", type=_non_negative_float,
-        default=defaults.group_strength, help="group Lasso strength (lambda)")
-    add("--l1", type=_non_negative_float, default=defaults.l1, help="L1 strength")
+    add("--group", dest="group_strength", type=_non_negative_float, nargs="+",
+        default=defaults.group_strength, metavar="LAMBDA",
+        help="group Lasso strength (lambda): one value, or one per kernel (inputs first)")
+    add("--l1", type=_non_negative_float, nargs="+", default=defaults.l1, metavar="STRENGTH",
+        help="L1 strength: one value, or one per kernel")
+    add("--adaptive", type=_positive_float, nargs="?", const=1.0, metavar="GAMMA",
+        help="adaptive group Lasso: a second stage weighs each group by 1/||w_g||**GAMMA "
+        "(1 when not given) from the first; zero groups stay removed")
+    add("--layer-scaling", choices=LAYER_SCALINGS, default=defaults.layer_scaling,
+        help="--path: lambda-max scales each layer's lambda by its own largest group "
+        "gradient at the dense start, so one lambda is the same share of the way to an "
+        "empty layer in every layer")
     add("--l2", type=_non_negative_float, default=defaults.l2, help="L2 strength")
     add("--preset", choices=sorted(PRESETS),
         help="compact: --path with the proximal solver (the network the validation split "
@@ -209,6 +231,11 @@ def build_parser(demo):
         help="steps (TF demo) or epochs (Keras demo) between test evaluations")
     add("--finetune", type=_non_negative_int, default=0,
         help="epochs to retrain the pruned model without penalty")
+    add("--retrain", type=_non_negative_int, default=0,
+        help="epochs to train the pruned architecture from fresh weights without penalty")
+    add("--patience", type=_positive_int,
+        help="--finetune/--retrain: stop when the validation loss has not improved for this "
+        "many epochs (needs a validation split: --path or --val-fraction)")
     add("--strategy", choices=STRATEGIES, default=defaults.strategy,
         help="tf.distribute: none, mirrored (every GPU of this machine) or "
         "multiworker (one process per machine, cluster in TF_CONFIG)")
@@ -252,6 +279,14 @@ def parse_config(argv=None, demo="tensorflow"):
     if args.preset:
         _apply_preset(parser, args, argv)
     values = vars(args)
+    for name, layers in (("group_strength", "group_layers"), ("l1", "l1_layers")):
+        given = list(values[name]) if isinstance(values[name], list) else [values[name]]
+        flag = "--group" if name == "group_strength" else "--l1"
+        if len(given) not in (1, len(args.hidden) + 1):
+            parser.error(f"{flag} takes one value or one per kernel ({len(args.hidden) + 1} for "
+                         f"--hidden {' '.join(map(str, args.hidden))}), got {len(given)}")
+        values[name] = max(given)
+        values[layers] = tuple(given) if len(given) > 1 else None
     if args.csv_path is not None:
         values["dataset"] = "csv"
     if values["dataset"] == "csv" and (args.csv_path is None or args.target is None):
@@ -277,6 +312,12 @@ def parse_config(argv=None, demo="tensorflow"):
     if problem:
         parser.error(problem)
     values["hidden"] = tuple(args.hidden)
+    if args.layer_scaling != "none" and not args.path:
+        parser.error("--layer-scaling belongs to --path; add --path or drop it")
+    if args.adaptive is not None and args.group_strength == 0:
+        parser.error("--adaptive weighs the group Lasso: --group must be above 0")
+    if args.patience is not None and not (args.finetune or args.retrain):
+        parser.error("--patience stops --finetune or --retrain early: give one of them")
     if args.path_lambdas is not None:
         values["path_lambdas"] = tuple(args.path_lambdas)
     return Config(**values)
@@ -291,6 +332,8 @@ def _check_path(parser, args, argv):
     given = [flag for flag in PATH_FLAGS
              if any(word == flag or word.startswith(flag + "=") for word in argv)]
     if not args.path:
+        if args.patience is not None:  # early stopping needs a validation split too
+            given = [flag for flag in given if flag != "--val-fraction"]
         if given:
             parser.error(f"{given[0]} belongs to --path; add --path or drop it")
         return

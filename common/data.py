@@ -262,7 +262,7 @@ def load_or_exit(config):
 
     try:
         return load_dataset(config.dataset, config.seed, config.csv_path, config.target,
-                            config.val_fraction if config.path else None)
+                            config.val_fraction if config.uses_validation else None)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

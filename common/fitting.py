@@ -21,7 +21,7 @@ _COMPILED = weakref.WeakKeyDictionary()
 
 
 def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
-                  callbacks=(), one_step_per_call=False):
+                  callbacks=(), one_step_per_call=False, validation=None):
     """Compile with `compile_args` and fit `epochs` data epochs of `batches` (endless), one
     fit() epoch per chunk of at most `chunk` data epochs.
 
@@ -42,14 +42,42 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
             model.compile(**compile_args, steps_per_execution=per_call)
             _COMPILED[model] = (compile_args, per_call)
         model.fit(batches, epochs=count, steps_per_epoch=steps, shuffle=False, verbose=0,
-                  callbacks=list(callbacks))
+                  callbacks=list(callbacks), validation_data=validation)
         if model.stop_training:
             break
 
 
-def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed):
-    """Train a (pruned) model `epochs` more epochs on the data loss alone, with Adam(lr)."""
+def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed, validation=None,
+             patience=None):
+    """Train a (pruned) model `epochs` more epochs on the data loss alone, with Adam(lr);
+    returns the epochs trained.
+
+    With `validation` (x, y) and `patience`, stop once the validation loss has not improved
+    for `patience` epochs (checked every few epochs) and keep the best weights seen.
+    """
     batches = epoch_batches(x_train, y_train, batch_size, seed).repeat()
     # Many epochs per graph call: fit()'s per-epoch cost dominates at this size.
-    fit_in_chunks(model, batches, epochs, count_epoch_steps(len(x_train), batch_size), 50,
-                  dict(optimizer=keras.optimizers.Adam(lr), loss=loss_name(task)))
+    chunk, callbacks, trained = 50, [], {"epochs": 0}
+    if patience is not None and validation is not None:
+        chunk = max(1, min(50, patience // 5))
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=-(-patience // chunk), restore_best_weights=True))
+    counter = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: trained.update(epochs=trained["epochs"] + chunk))
+    fit_in_chunks(model, batches, epochs, count_epoch_steps(len(x_train), batch_size), chunk,
+                  dict(optimizer=keras.optimizers.Adam(lr), loss=loss_name(task)),
+                  callbacks=[*callbacks, counter],
+                  validation=validation if callbacks else None)
+    return min(trained["epochs"], epochs)
+
+
+def retrain(pruned, task, x_train, y_train, epochs, batch_size, lr, seed, validation=None,
+            patience=None):
+    """The pruned architecture from fresh weights (its initializers, seeded), trained
+    `epochs` epochs without penalty: the penalty chose the widths, not the weights.
+    Returns (the new model, the epochs trained)."""
+    keras.utils.set_random_seed(seed)
+    fresh = keras.models.clone_model(pruned)  # same layers, newly initialized weights
+    trained = finetune(fresh, task, x_train, y_train, epochs, batch_size, lr, seed, validation,
+                       patience)
+    return fresh, trained

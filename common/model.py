@@ -8,18 +8,29 @@ from common.penalties import GroupSparse
 
 
 def make_regularizer(config):
-    """GroupSparse with the config's strengths and solver; None when every strength is 0."""
-    if config.group_strength == 0 and config.l1 == 0 and config.l2 == 0:
+    """One GroupSparse per kernel (inputs first) with the config's strengths (the same on
+    every kernel, or --group/--l1's one per kernel) and solver; None when all are 0."""
+    kernels = len(config.hidden) + 1
+    groups = config.group_layers or (config.group_strength,) * kernels
+    l1s = config.l1_layers or (config.l1,) * kernels
+    if not any(groups) and not any(l1s) and config.l2 == 0:
         return None
-    return GroupSparse(group_strength=config.group_strength, l1=config.l1, l2=config.l2,
-                       proximal=config.solver == "proximal")
+    return [GroupSparse(group_strength=group, l1=l1, l2=config.l2,
+                        proximal=config.solver == "proximal") for group, l1 in zip(groups, l1s)]
+
+
+def is_proximal(regularizer):
+    """Whether `regularizer` (one, a list of them, or None) is applied by a proximal step."""
+    if isinstance(regularizer, (list, tuple)):
+        return any(is_proximal(one) for one in regularizer)
+    return regularizer is not None and getattr(regularizer, "proximal", False)
 
 
 def make_optimizer(config, regularizer):
     """Adam with the config's learning rate; wrapped in a ProximalOptimizer when the
-    regularizer is applied proximally."""
+    regularizer (one, or one per kernel) is applied proximally."""
     optimizer = keras.optimizers.Adam(config.lr)
-    if regularizer is not None and regularizer.proximal:
+    if is_proximal(regularizer):
         from common.proximal import ProximalOptimizer
 
         optimizer = ProximalOptimizer(optimizer, freeze_zeros=config.freeze_zeros)
@@ -29,16 +40,19 @@ def make_optimizer(config, regularizer):
 def build_model(data, hidden, regularizer=None):
     """A Dense stack: ReLU hidden layers, linear output (regression) or softmax (classification).
 
+    `regularizer` goes on every kernel; a list gives one per kernel, inputs first.
     The original used ReLU on the regression output too; a ReLU output can die and then
     predicts a constant, so the output here is linear. Biases are not regularized.
     """
     output_activation = "softmax" if data.task == "classification" else None
+    regularizers = (list(regularizer) if isinstance(regularizer, (list, tuple))
+                    else [regularizer] * (len(hidden) + 1))
     layers = [keras.Input(shape=(data.num_features,))]
     for layer_index, width in enumerate(hidden, start=1):
         layers.append(keras.layers.Dense(width, activation="relu", name=f"hidden_{layer_index}",
-                                         kernel_regularizer=regularizer))
+                                         kernel_regularizer=regularizers[layer_index - 1]))
     layers.append(keras.layers.Dense(data.num_outputs, activation=output_activation,
-                                     name="output", kernel_regularizer=regularizer))
+                                     name="output", kernel_regularizer=regularizers[-1]))
     return keras.Sequential(layers, name="group_sparse_net")
 
 

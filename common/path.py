@@ -23,7 +23,8 @@ import numpy as np
 from keras import ops
 
 from common.counting import count_active_units, unit_kernels
-from common.fitting import finetune
+from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
+from common.fitting import finetune, retrain
 from common.gradients import gradient_numpy
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
 from common.penalties import GroupSparse
@@ -79,10 +80,20 @@ def set_scale(model, scale, value):
 
 def lambda_max(model, x, y, task):
     """The largest ||dL/dW[g]|| / sqrt(group size), W[g] = 0, over the kernels' rows g."""
-    largest = 0.0
+    return max(layer_lambda_max(model, x, y, task))
+
+
+def layer_lambda_max(model, x, y, task):
+    """For each kernel, the largest ||dL/dW[g]|| / (sqrt(group size) * a_g) over its rows g,
+    each with W[g] = 0: the group strength at which that layer is held empty (a_g: the
+    adaptive weight of the group, 1 without)."""
+    tops = []
     for kernel in unit_kernels(model):
+        largest = 0.0
         original = ops.convert_to_numpy(kernel)
         group_size = original.shape[1]
+        regularizer = getattr(kernel, "regularizer", None)
+        weights = getattr(regularizer, "weights", None) or [1.0] * original.shape[0]
         for row in range(original.shape[0]):
             zeroed = original.copy()
             zeroed[row] = 0.0
@@ -90,17 +101,24 @@ def lambda_max(model, x, y, task):
             gradient, = gradient_numpy(
                 lambda: ops.mean(row_losses(task, y, model(x, training=False))), [kernel])
             norm = float(np.linalg.norm(gradient[row]))
-            largest = max(largest, norm / math.sqrt(group_size))
+            largest = max(largest, norm / (math.sqrt(group_size) * weights[row]))
         kernel.assign(original)
-    return largest
+        tops.append(largest)
+    return tops
 
 
-def lambda_grid(config, model, data):
-    """The path's lambdas: the user's, or a geometric grid below lambda_max."""
+def lambda_grid(config, model, data, tops=None):
+    """The path's lambdas: the user's, or a geometric grid below the lambda at which every
+    layer is held empty (`tops`: layer_lambda_max, computed here when None)."""
     if config.path_lambdas:
         return list(config.path_lambdas)
     # For an L1-only path this is an upper bound: a weight's gradient is below its row's.
-    top = lambda_max(model, data.x_train, data.y_train, data.task)
+    tops = tops or layer_lambda_max(model, data.x_train, data.y_train, data.task)
+    # A layer whose strength is c times the base is emptied at path lambda top / c.
+    base = base_strength(config)
+    factors = [regularizer.group_strength / base if config.group_strength else 1.0
+               for _, regularizer in kernel_regularizers(model)] or [1.0] * len(tops)
+    top = max(layer_top / factor for layer_top, factor in zip(tops, factors) if factor > 0)
     return [float(value) for value in np.geomspace(top * GRID_RATIO, top, config.path_points)]
 
 
@@ -118,9 +136,13 @@ def measure_point(model, data, config, index, lam):
     counts = count_active_units(model, config.threshold)
     pruned, report = prune_model(model, config.threshold, data.feature_names)
     x_val = data.x_val[:, report.kept_inputs]
-    if config.finetune:  # the pruned network retrained, as the end of the run will
-        finetune(pruned, data.task, data.x_train[:, report.kept_inputs], data.y_train,
-                 config.finetune, config.batch_size, config.lr, config.seed)
+    training = (data.task, data.x_train[:, report.kept_inputs], data.y_train)
+    settings = (config.batch_size, config.lr, config.seed)
+    options = dict(validation=(x_val, data.y_val), patience=config.patience)
+    if config.retrain:  # the pruned widths trained from fresh weights, as the run's end will
+        pruned, _ = retrain(pruned, *training, config.retrain, *settings, **options)
+    elif config.finetune:  # the pruned network trained on, as the end of the run will
+        finetune(pruned, *training, config.finetune, *settings, **options)
     predictions = ops.convert_to_numpy(pruned(x_val, training=False))
     metric, se = metric_and_standard_error(data, data.y_val, predictions)
     loss = float(np.mean(ops.convert_to_numpy(row_losses(data.task, data.y_val, predictions))))
@@ -195,30 +217,68 @@ def finish_path(model, points, data, config, ended):
 
 
 class PathRun:
-    """The path inside a demo: attach it before training (the penalty starts at 0), train
-    the dense network, `run` the path with the demo's own training, then `finish`.
+    """The run's training stages inside a demo: attach it before training (with --path the
+    penalty starts at 0), `train` with the demo's own training, then `finish`.
 
-    Without --path every method does nothing, so a demo calls them unconditionally.
+    `train` runs the epochs (in two stages with --adaptive: half plain, half weighted), then
+    with --path the path (its dense start weighted with --adaptive, its layers scaled with
+    --layer-scaling). Without these flags it is the demo's plain training.
     """
 
     def __init__(self, config, data, model):
         self.config, self.data, self.model = config, data, model
-        self.points, self.ended = [], "not started"
+        self.points, self.ended, self.stages = [], "not started", {}
         self.scale = attach_scale(model) if config.path else None
         num_points = len(config.path_lambdas or ()) or config.path_points
         self.total_epochs = num_points * path_epochs(config) if config.path else 0
 
-    def run(self, train_epochs, on_point=None):
-        """`train_epochs(epochs)` trains the model in place; False when it diverged."""
+    def train(self, train_epochs, on_point=None, on_penalty_change=None):
+        """`train_epochs(epochs)` trains the model in place and returns False when it
+        diverged; `on_penalty_change()` is called when the penalty's constants changed (a
+        custom loop traces its step again). Returns False when training diverged."""
+        config, epochs = self.config, self.config.epochs
+        if config.adaptive is not None and not config.path:
+            first = epochs // 2
+            if not train_epochs(first):
+                return False
+            self._weigh_groups(on_penalty_change)
+            epochs -= first
+        if not train_epochs(epochs):
+            return False
+        self.run(train_epochs, on_point, on_penalty_change)
+        return True
+
+    def _weigh_groups(self, on_penalty_change):
+        set_adaptive_weights(self.model, self.config.adaptive)
+        self.stages["adaptive_gamma"] = self.config.adaptive
+        if on_penalty_change is not None:
+            on_penalty_change()
+
+    def run(self, train_epochs, on_point=None, on_penalty_change=None):
+        """The path from the trained dense network; `train_epochs` as for `train`."""
         if not self.config.path:
             return
-        lambdas = lambda_grid(self.config, self.model, self.data)
+        tops = None
+        if self.config.adaptive is not None:
+            self._weigh_groups(on_penalty_change)
+        if self.config.layer_scaling == "lambda-max":
+            tops = layer_lambda_max(self.model, self.data.x_train, self.data.y_train,
+                                    self.data.task)
+            self.stages["layer_lambda_max"] = tops
+            scale_layers(self.model, tops)
+            if on_penalty_change is not None:
+                on_penalty_change()
+        lambdas = lambda_grid(self.config, self.model, self.data, tops)
         self.ended = "interrupted"  # until run_path returns
         self.ended = run_path(self.model, self.data, self.config, self.scale, train_epochs,
                               self.points, lambdas, on_point)
 
     def finish(self):
         """The run.json fields of the path; the model then holds the selected weights."""
+        strengths = [regularizer.group_strength
+                     for _, regularizer in kernel_regularizers(self.model)]
+        stages = {**self.stages, "layer_group_strengths": strengths} if self.stages else {}
         if not self.config.path:
-            return {}
-        return finish_path(self.model, self.points, self.data, self.config, self.ended)
+            return stages
+        return {**stages, **finish_path(self.model, self.points, self.data, self.config,
+                                        self.ended)}

@@ -11,8 +11,10 @@ def print_config(config, demo):
     """The settings once, at the start; the path's and the workers' only where they apply."""
     hidden = set()
     if not config.path:
-        hidden |= {"val_fraction", "path_points", "path_lambdas", "path_epochs", "select",
+        hidden |= {"path_points", "path_lambdas", "path_epochs", "select",
                    "max_units"}
+    if not config.uses_validation:
+        hidden.add("val_fraction")
     if config.strategy != "multiworker":
         hidden.add("connect_timeout")
     fields = ", ".join(f"{key}={value}" for key, value in dataclasses.asdict(config).items()
@@ -91,6 +93,8 @@ def print_report(summary, run_dir, footer=()):
         ]
         if "finetuned_test" in pruned:
             rows.append(("  pruned + finetuned", value(pruned["finetuned_test"])))
+        if "retrained_test" in pruned:
+            rows.append(("  pruned, retrained", value(pruned["retrained_test"])))
     rows += [("ms per step", "n/a" if summary["ms_per_step"] is None
               else f"{summary['ms_per_step']:.3f}"),
              ("wall time", f"{summary['wall_seconds']:.1f} s"), ("run folder", str(run_dir))]

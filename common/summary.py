@@ -18,7 +18,7 @@ from keras import ops
 
 from common.counting import count_active_units
 from common.files import NO_ROOM, OutputError, write_atomically, write_json
-from common.fitting import finetune
+from common.fitting import finetune, retrain
 from common.model import evaluate
 from common.pruning import prune_model, thresholded_copy
 from common.report import print_path_table, print_report
@@ -97,13 +97,22 @@ def finish_run(demo, config, data, model, run_dir, outcome, files=(), extra=None
         record, pruned, report = summarize_model(model, data, config.threshold)
         summary.update(record)
         save(run_dir / "pruned.keras", pruned.save)
-        if config.finetune and outcome.status == "completed":
-            x_train = data.x_train[:, report.kept_inputs]
-            finetune(pruned, data.task, x_train, data.y_train, config.finetune,
-                     config.batch_size, config.lr, config.seed)
-            summary["pruned"]["finetuned_test"] = evaluate(
-                pruned, data, x=data.x_test[:, report.kept_inputs])
-            save(run_dir / "pruned_finetuned.keras", pruned.save)
+        if (config.finetune or config.retrain) and outcome.status == "completed":
+            kept = report.kept_inputs
+            training = (data.task, data.x_train[:, kept], data.y_train)
+            options = dict(validation=(data.x_val[:, kept], data.y_val)
+                           if data.x_val is not None else None, patience=config.patience)
+            settings = (config.batch_size, config.lr, config.seed)
+            if config.retrain:  # from fresh weights: before fine-tuning changes `pruned`
+                fresh, epochs = retrain(pruned, *training, config.retrain, *settings, **options)
+                summary["pruned"]["retrained_test"] = evaluate(fresh, data, x=data.x_test[:, kept])
+                summary["pruned"]["retrained_epochs"] = epochs
+                save(run_dir / "pruned_retrained.keras", fresh.save)
+            if config.finetune:
+                epochs = finetune(pruned, *training, config.finetune, *settings, **options)
+                summary["pruned"]["finetuned_test"] = evaluate(pruned, data, x=data.x_test[:, kept])
+                summary["pruned"]["finetuned_epochs"] = epochs
+                save(run_dir / "pruned_finetuned.keras", pruned.save)
     summary.update(extra or {})
     summary["ms_per_step"] = outcome.ms_per_step
     summary["wall_seconds"] = time.perf_counter() - outcome.wall_started

@@ -110,3 +110,108 @@ def test_weights_are_saved_and_loaded_with_the_model(tmp_path):
 def test_bad_weights_are_refused():
     with pytest.raises(ValueError, match="weights"):
         GroupSparse(1e-3, weights=[1.0, -1.0])
+
+
+# ---------------------------------------------------------------- stages in a model
+def relu_net_loss(weights, x, y):
+    """Mean squared error of a ReLU network in NumPy float64 (the oracle's forward pass)."""
+    out = x
+    for index in range(0, len(weights), 2):
+        out = out @ weights[index] + weights[index + 1]
+        if index + 2 < len(weights):
+            out = np.maximum(out, 0.0)
+    return np.mean(np.sum((out - y) ** 2, axis=1))
+
+
+def test_layer_lambda_max_against_finite_differences(boston):
+    """Each kernel's lambda_max: the largest ||dL/dW_g|| / (sqrt(n) a_g) with W_g = 0,
+    the gradient by central differences of a float64 NumPy forward pass."""
+    from common.adaptive import set_adaptive_weights
+    from common.model import build_model
+    from common.path import layer_lambda_max
+
+    keras.utils.set_random_seed(3)
+    model = build_model(boston, (5, 4), GroupSparse(1e-3))
+    x, y = boston.x_train[:60], boston.y_train[:60]
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model.fit(x, y, epochs=30, batch_size=60, verbose=0)
+    weights = set_adaptive_weights(model, gamma=1.0)
+    tops = layer_lambda_max(model, x, y, boston.task)
+    trained = [np.asarray(w, np.float64) for w in model.get_weights()]
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    for layer, top in enumerate(tops):
+        kernel = trained[2 * layer]
+        expected = 0.0
+        for row in range(kernel.shape[0]):
+            base = [w.copy() for w in trained]
+            base[2 * layer][row] = 0.0
+            gradient = np.zeros(kernel.shape[1])
+            for column in range(kernel.shape[1]):
+                plus, minus = [w.copy() for w in base], [w.copy() for w in base]
+                plus[2 * layer][row, column] += 1e-6
+                minus[2 * layer][row, column] -= 1e-6
+                gradient[column] = (relu_net_loss(plus, x64, y64)
+                                    - relu_net_loss(minus, x64, y64)) / 2e-6
+            expected = max(expected, np.linalg.norm(gradient)
+                           / (math.sqrt(kernel.shape[1]) * weights[layer][row]))
+        assert top == pytest.approx(expected, rel=2e-3)
+
+
+def test_adaptive_stage_weighs_the_trained_kernels_and_fit_uses_the_weights(boston):
+    """set_adaptive_weights splits a shared regularizer, sets 1/||W_g|| per row, and the next
+    fit's recorded penalty is the weighted one (the compiled step was traced again)."""
+    from common.adaptive import set_adaptive_weights
+    from common.model import build_model
+    from common.monitor import UnitHistory
+
+    keras.utils.set_random_seed(0)
+    shared = GroupSparse(1e-3)
+    model = build_model(boston, (8,), shared)
+    history = UnitHistory(model, boston.task, 1e-3)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=[history.recorder])
+    fit = dict(x=boston.x_train, y=boston.y_train, batch_size=len(boston.x_train), verbose=0,
+               callbacks=[history], shuffle=False)
+    model.fit(epochs=5, **fit)
+    before = [keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+              for layer in model.layers]
+    weights = set_adaptive_weights(model, gamma=1.0)
+    regularizers = [layer.kernel_regularizer for layer in model.layers]
+    assert regularizers[0] is not regularizers[1]
+    for kernel, row_weights in zip(before, weights):
+        np.testing.assert_allclose(row_weights, 1 / np.linalg.norm(kernel, axis=1), rtol=1e-5)
+    model.fit(epochs=1, **fit)
+    after = [keras.ops.convert_to_numpy(layer.kernel).astype(np.float64)
+             for layer in model.layers]
+    expected = sum(1e-3 * math.sqrt(k.shape[1]) * np.sum(np.array(w) * np.linalg.norm(k, axis=1))
+                   for k, w in zip(after, weights))
+    assert history.records["penalty"][-1] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo_name", [
+    pytest.param("demo_tensorflow", marks=pytest.mark.tensorflow_only), "demo_keras"])
+def test_adaptive_layer_scaled_path_then_retraining_end_to_end(demo_name, tmp_path):
+    """The path with adaptive weights and per-layer lambda_max scaling, the chosen widths
+    retrained from fresh weights with early stopping: every stage is in run.json."""
+    import importlib
+
+    demo = importlib.import_module(demo_name)
+    retrain_epochs = 3000
+    summary = demo.main(["--path", "--adaptive", "--layer-scaling", "lambda-max", "--epochs",
+                         "100", "--path-epochs", "25", "--path-points", "4", "--retrain",
+                         str(retrain_epochs), "--patience", "30", "--no-show", "--logdir",
+                         str(tmp_path)])
+    assert summary["status"] == "completed" and summary["adaptive_gamma"] == 1.0
+    tops, strengths = summary["layer_lambda_max"], summary["layer_group_strengths"]
+    assert len(tops) == len(strengths) == 3
+    # Scaled: each layer's strength is the base times its lambda_max over the largest.
+    np.testing.assert_allclose(np.array(strengths) / max(strengths),
+                               np.array(tops) / max(tops), rtol=1e-6)
+    pruned = summary["pruned"]
+    assert 0 < pruned["retrained_epochs"] < retrain_epochs  # early stopping on validation
+    assert set(pruned["retrained_test"]) == set(summary["test"])
+    (run_dir,) = tmp_path.iterdir()
+    chosen = keras.saving.load_model(run_dir / "pruned.keras")
+    retrained = keras.saving.load_model(run_dir / "pruned_retrained.keras")
+    assert [layer.units for layer in retrained.layers] == [layer.units for layer in chosen.layers]
+    assert not np.allclose(retrained.layers[0].kernel, chosen.layers[0].kernel)

@@ -134,8 +134,8 @@ def test_help_shows_every_default_and_the_exit_codes(capsys):
     with pytest.raises(SystemExit):
         parse_config(["--help"])
     text = " ".join(capsys.readouterr().out.split("options:")[1].split())
-    for flag, default in [("--lr LR", "0.001"), ("--group GROUP_STRENGTH", "0.001"),
-                          ("--l1 L1", "0.0"), ("--l2 L2", "0.0"), ("--seed SEED", "0"),
+    for flag, default in [("--lr LR", "0.001"), ("--group LAMBDA", "0.001"),
+                          ("--l1 STRENGTH", "0.0"), ("--l2 L2", "0.0"), ("--seed SEED", "0"),
                           ("--eval-every EVAL_EVERY", "25"), ("--epochs EPOCHS", "1500")]:
         start = text.index(flag)
         assert f"(default {default})" in text[start:text.index(" --", start + len(flag))], flag
@@ -153,6 +153,12 @@ def test_help_shows_every_default_and_the_exit_codes(capsys):
     (["--path", "--group", "0"], "--group or --l1 must be above 0"),
     (["--select", "min"], "--select belongs to --path"),
     (["--path", "--strategy", "mirrored"], "--path runs on one device"),
+    (["--group", "1e-3", "2e-3"], "--group takes one value or one per kernel (3 for --hidden 20 15)"),
+    (["--l1", "1", "2", "3", "4"], "--l1 takes one value or one per kernel (3 for"),
+    (["--layer-scaling", "lambda-max"], "--layer-scaling belongs to --path"),
+    (["--adaptive", "--group", "0"], "--adaptive weighs the group Lasso: --group must be above 0"),
+    (["--patience", "5"], "--patience stops --finetune or --retrain early"),
+    (["--retrain", "9", "--patience", "5", "--path-points", "3"], "--path-points belongs to"),
 ])
 def test_path_flags_are_checked_before_training(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -184,3 +190,19 @@ def test_strategy_off_tensorflow_is_one_line_and_exit_2():
         "demo_keras.py: error: --strategy uses tf.distribute, which needs Keras on TensorFlow, "
         "and Keras runs on jax here: run with KERAS_BACKEND=tensorflow, or without --strategy "
         "(see --help)"]
+
+
+def test_per_layer_strengths_and_the_new_stages_fill_the_config():
+    from common.model import make_regularizer
+
+    config = parse_config(["--group", "1e-3", "3e-3", "3e-3", "--l1", "0", "1e-4", "0",
+                           "--adaptive", "--retrain", "500", "--patience", "20",
+                           "--val-fraction", "0.25"])
+    assert config.group_layers == (1e-3, 3e-3, 3e-3) and config.group_strength == 3e-3
+    assert config.l1_layers == (0.0, 1e-4, 0.0) and config.adaptive == 1.0
+    assert config.retrain == 500 and config.patience == 20 and config.uses_validation
+    assert [(r.group_strength, r.l1) for r in make_regularizer(config)] == [
+        (1e-3, 0.0), (3e-3, 1e-4), (3e-3, 0.0)]
+    assert parse_config(["--adaptive", "0.5"]).adaptive == 0.5
+    plain = parse_config([])
+    assert plain.group_layers is None and plain.adaptive is None and not plain.uses_validation

@@ -62,13 +62,14 @@ def run(demo, devices, args):
     return summary_of(launch(demo, devices, args))
 
 
-# Strengths at which some units go within 100 steps, for each solver.
-GROUP = {"subgradient": "1e-2", "proximal": "1e-3"}
+# Strengths at which some units go within 100 steps, for each solver: one per kernel for the
+# subgradient runs; the proximal runs add the adaptive second stage (from step 50).
+GROUP = {"subgradient": ["1e-2", "1e-2", "2e-2"], "proximal": ["1e-3", "--adaptive"]}
 
 
 def args_for(csv_path, logdir, *extra, solver="subgradient"):
     return ["--csv", str(csv_path), "--target", "y", "--epochs", "100", "--eval-every", "20",
-            "--solver", solver, "--group", GROUP[solver], "--lr", "0.01", "--no-show",
+            "--solver", solver, "--group", *GROUP[solver], "--lr", "0.01", "--no-show",
             "--logdir", str(logdir), *extra]
 
 
