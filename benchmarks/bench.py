@@ -42,13 +42,13 @@ def parse_args(argv=None):
 # Sizes per mode: full (the README's numbers), quick (--quick) and smoke (--smoke).
 SIZES = {
     "full": dict(rounds=5, picture_rounds=15, steps=1500, end_to_end_runs=3, scaling_epochs=200,
-                 seeds=5, path_points=20, flags=[], path_flags=[], synthetic_rows=100_000,
-                 datasets=("boston", "digits")),
+                 seeds=5, path_points=20, retrain=1000, flags=[], path_flags=[],
+                 synthetic_rows=100_000, datasets=("boston", "digits")),
     "quick": dict(rounds=2, picture_rounds=3, steps=500, end_to_end_runs=1, scaling_epochs=50,
-                  seeds=1, path_points=8, flags=[], path_flags=[], synthetic_rows=100_000,
-                  datasets=("boston", "digits")),
+                  seeds=1, path_points=8, retrain=500, flags=[], path_flags=[],
+                  synthetic_rows=100_000, datasets=("boston", "digits")),
     "smoke": dict(rounds=1, picture_rounds=1, steps=50, end_to_end_runs=0, scaling_epochs=5,
-                  seeds=1, path_points=3, flags=["--epochs", "30"],
+                  seeds=1, path_points=3, retrain=20, flags=["--epochs", "30"],
                   path_flags=["--path-epochs", "10"], synthetic_rows=8_000, datasets=("boston",)),
 }
 

@@ -18,9 +18,9 @@ def markdown(results):
         lines.append(f"| keras demo on {backend} (fresh process) | {value:.3f} |")
     lines += overhead_table(results.get("overhead", {})) + end_to_end_table(
         results.get("end_to_end", {}))
-    lines += ["", "| dataset | penalty | solver | chosen by | lambda | test metric (mean ± sd) | "
-              "paired ratio to unregularized | inputs kept | hidden kept | params after |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| dataset | penalty | solver | variant | chosen by | lambda | test metric "
+              "(mean ± sd) | paired ratio to unregularized | inputs kept | hidden kept | "
+              "params after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["sparsity"]:
         if row["selection"] == "validation-1se":
             lambdas = row["lambda_selected"]
@@ -30,7 +30,8 @@ def markdown(results):
             strength = f"{row['lambda']:.2e}"
         ratio = row.get("ratio_to_unregularized_mean")
         lines.append(
-            f"| {row['dataset']} | {row['penalty']} | {row['solver']} | {row['selection']} | "
+            f"| {row['dataset']} | {row['penalty']} | {row['solver']} | {row['variant']} | "
+            f"{row['selection']} | "
             f"{strength} | {row['metric']} {row['metric_mean']:.4f} ± {row['metric_sd']:.4f} | "
             f"{'' if ratio is None else f'{ratio:.3f}'} | "
             f"{row['inputs_kept_mean']:.1f}/{row['inputs_total']} | "
@@ -79,6 +80,7 @@ def plot(results, path):
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     styles = {"none": "ks", "fixed": "o", "validation-1se": "*"}
+    variant_markers = {"adaptive": "P", "per-layer": "D", "retrain": "v", "combination": "X"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:
@@ -86,9 +88,11 @@ def plot(results, path):
             continue
         for row in rows:
             style = styles.get(row["selection"], "o") if row["penalty"] != "none" else "ks"
+            style = variant_markers.get(row.get("variant"), style)
             axis.errorbar(row["params_after_mean"], row["metric_mean"], yerr=row["metric_sd"],
                           fmt=style, markersize=12 if style == "*" else 7, capsize=3,
-                          label=f"{row['penalty']} {row['solver']} ({row['selection']})")
+                          label=f"{row['penalty']} {row['solver']} {row.get('variant', '')} "
+                          f"({row['selection']})")
         axis.set_xscale("log")
         axis.set_xlabel("parameters after pruning (mean over seeds)")
         axis.set_ylabel(f"test {SETUPS[dataset]['metric']} of the chosen network")

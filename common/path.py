@@ -24,7 +24,7 @@ from keras import ops
 
 from common.counting import count_active_units, unit_kernels
 from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
-from common.fitting import finetune, retrain
+from common.fitting import finetune
 from common.gradients import gradient_numpy
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
 from common.penalties import GroupSparse
@@ -136,13 +136,10 @@ def measure_point(model, data, config, index, lam):
     counts = count_active_units(model, config.threshold)
     pruned, report = prune_model(model, config.threshold, data.feature_names)
     x_val = data.x_val[:, report.kept_inputs]
-    training = (data.task, data.x_train[:, report.kept_inputs], data.y_train)
-    settings = (config.batch_size, config.lr, config.seed)
-    options = dict(validation=(x_val, data.y_val), patience=config.patience)
-    if config.retrain:  # the pruned widths trained from fresh weights, as the run's end will
-        pruned, _ = retrain(pruned, *training, config.retrain, *settings, **options)
-    elif config.finetune:  # the pruned network trained on, as the end of the run will
-        finetune(pruned, *training, config.finetune, *settings, **options)
+    if config.finetune:  # the pruned network trained on, as the end of the run will
+        finetune(pruned, data.task, data.x_train[:, report.kept_inputs], data.y_train,
+                 config.finetune, config.batch_size, config.lr, config.seed,
+                 validation=(x_val, data.y_val), patience=config.patience)
     predictions = ops.convert_to_numpy(pruned(x_val, training=False))
     metric, se = metric_and_standard_error(data, data.y_val, predictions)
     loss = float(np.mean(ops.convert_to_numpy(row_losses(data.task, data.y_val, predictions))))

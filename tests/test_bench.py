@@ -10,7 +10,7 @@ from tests.helpers import run_script
 
 pytestmark = pytest.mark.slow  # subprocesses running whole demos
 
-ROW_KEYS = {"dataset", "penalty", "solver", "selection", "lambda", "seeds", "metric",
+ROW_KEYS = {"dataset", "penalty", "solver", "selection", "variant", "lambda", "seeds", "metric",
             "metric_mean", "metric_sd", "inputs_kept_mean", "inputs_total", "hidden_kept_mean",
             "hidden_total", "params_after_mean"}
 
@@ -43,6 +43,8 @@ def test_smoke_run_writes_results_table_and_picture(tmp_path):
     chosen = [row for row in rows if row["selection"] == "validation-1se"]
     assert {(row["penalty"], row["solver"]) for row in chosen} == {
         ("gl", "subgradient"), ("gl", "proximal"), ("sgl", "subgradient"), ("sgl", "proximal")}
+    assert {row["variant"] for row in chosen} == {"plain", "adaptive", "per-layer", "retrain",
+                                                  "combination"}
     for row in rows:
         assert math.isfinite(row["metric_mean"]) and row["ratio_to_unregularized_mean"] > 0
         assert 0 <= row["inputs_kept_mean"] <= row["inputs_total"]
