@@ -80,6 +80,16 @@ def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=Fals
     if replicas == 1:  # one device: every batch is one piece
         batches = pieces_of(epoch_batches(x, y, batch_size, seed).repeat(), 1, 0, 1)
         return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
+    if not isinstance(strategy, tf.distribute.Strategy):
+        # Keras' DataParallel (JAX) shards each whole global batch over the devices itself.
+        def trimmed(x_batch, y_batch):
+            rows = tf.shape(x_batch, out_type=tf.int64)[0]
+            rows = rows // replicas * replicas if even else rows
+            part = (x_batch[:rows], y_batch[:rows])
+            return part + (rows,) if with_rows else part
+
+        batches = epoch_batches(x, y, batch_size, seed).repeat().map(trimmed)
+        return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
 
     def dataset_fn(context):
         local = context.num_replicas_in_sync // context.num_input_pipelines

@@ -302,10 +302,11 @@ def parse_config(argv=None, demo="tensorflow"):
         parser.error("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras"
                      "#20585), so demo_keras.py cannot use --strategy multiworker: run "
                      "demo_tensorflow.py --strategy multiworker instead")
-    if demo == "keras" and args.strategy != "none" and keras_backend_name() != "tensorflow":
-        parser.error(f"--strategy uses tf.distribute, which needs Keras on TensorFlow, and "
-                     f"Keras runs on {keras_backend_name()} here: run with "
-                     "KERAS_BACKEND=tensorflow, or without --strategy")
+    backend = keras_backend_name()
+    if demo == "keras" and args.strategy != "none" and backend not in ("tensorflow", "jax"):
+        parser.error(f"--strategy runs on TensorFlow (tf.distribute) or JAX (Keras' "
+                     f"DataParallel), and Keras runs on {backend} here: run with "
+                     "KERAS_BACKEND=tensorflow or jax, or without --strategy")
     _check_path(parser, args, argv)
     from common.distribute import check_tf_config
     from common.files import check_output_file, check_writable_folder

@@ -13,14 +13,36 @@ import json
 import os
 
 
+class KerasDataParallel:
+    """--strategy mirrored on JAX: Keras' own `keras.distribution.DataParallel` over every
+    local device, in the few words of a tf.distribute strategy the Keras demo uses. Each
+    global batch is sharded over the devices by Keras; the batches come whole."""
+
+    cluster_resolver = None
+
+    def __init__(self):
+        import contextlib
+
+        import keras
+
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        self.num_replicas_in_sync = len(devices)
+        self.scope = contextlib.nullcontext
+
+
 def make_strategy(name):
-    """The tf.distribute strategy for --strategy none, mirrored or multiworker.
+    """The tf.distribute strategy for --strategy none, mirrored or multiworker (on JAX,
+    mirrored is Keras' DataParallel).
 
     For multiworker, call `meet_workers` first: TensorFlow's own wait for the other workers
     has no time limit and cannot be interrupted.
     """
+    import keras
     import tensorflow as tf
 
+    if name == "mirrored" and keras.backend.backend() == "jax":
+        return KerasDataParallel()
     if name == "none":
         return tf.distribute.get_strategy()  # the default: one device, no replication
     if name == "mirrored":

@@ -184,13 +184,13 @@ def test_a_too_small_validation_split_is_one_line_before_tensorflow(tmp_path):
     assert result.stderr.strip().endswith("a validation split needs at least 10")
 
 
-def test_strategy_off_tensorflow_is_one_line_and_exit_2():
-    result = run_script("demo_keras.py", "--strategy", "mirrored", env={"KERAS_BACKEND": "jax"})
+def test_strategy_on_torch_is_one_line_and_exit_2():
+    result = run_script("demo_keras.py", "--strategy", "mirrored", env={"KERAS_BACKEND": "torch"})
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "demo_keras.py: error: --strategy uses tf.distribute, which needs Keras on TensorFlow, "
-        "and Keras runs on jax here: run with KERAS_BACKEND=tensorflow, or without --strategy "
-        "(see --help)"]
+        "demo_keras.py: error: --strategy runs on TensorFlow (tf.distribute) or JAX (Keras' "
+        "DataParallel), and Keras runs on torch here: run with KERAS_BACKEND=tensorflow or jax, "
+        "or without --strategy (see --help)"]
 
 
 def test_per_layer_strengths_and_the_new_stages_fill_the_config():

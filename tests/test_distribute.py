@@ -94,6 +94,20 @@ def test_mirrored_on_two_devices_equals_one_device(demo, solver, small_csv, tmp_
     assert len(list((tmp_path / "two").iterdir())) == 1
 
 
+@pytest.mark.parametrize("solver", ["subgradient", "proximal"])
+def test_keras_data_parallel_on_two_jax_devices_equals_one_device(solver, small_csv, tmp_path):
+    """On JAX, --strategy mirrored is Keras' DataParallel: two logical CPU devices (XLA's
+    forced host device count) give the run of one device."""
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
+    jax = {"KERAS_BACKEND": "jax"}
+    single = launch("demo_keras", 1, args_for(small_csv, tmp_path / "one", solver=solver),
+                    env=jax)
+    mirrored = launch("demo_keras", 1, args_for(small_csv, tmp_path / "two", "--strategy",
+                                                "mirrored", solver=solver),
+                      env={**jax, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert_same_run(summary_of(single), summary_of(mirrored), replicas=2)
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
