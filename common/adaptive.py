@@ -5,6 +5,7 @@ strengths are Python numbers), so after them a Keras model's compiled step is dr
 traced again on its next fit; a custom loop re-wraps its own tf.function.
 """
 
+from common.fitting import drop_compiled_step
 from common.penalties import GroupSparse, adaptive_weights
 
 
@@ -33,7 +34,7 @@ def set_adaptive_weights(model, gamma=1.0):
     for layer, regularizer in kernel_regularizers(model):
         regularizer.weights = tuple(adaptive_weights(layer.kernel, gamma))
         weights.append(list(regularizer.weights))
-    model.train_function = None  # traced again with the weights on the next fit
+    drop_compiled_step(model)  # traced again with the weights on the next fit
     return weights
 
 
@@ -46,5 +47,5 @@ def scale_layers(model, layer_lambda_max):
     for (layer, regularizer), top in zip(kernel_regularizers(model), layer_lambda_max):
         regularizer.group_strength *= top / largest if largest > 0 else 1.0
         strengths.append(regularizer.group_strength)
-    model.train_function = None
+    drop_compiled_step(model)
     return strengths

@@ -7,6 +7,7 @@ runs as one shorter chunk at the end, so speed and evaluation cadence do not dep
 the epoch count factorizes.
 """
 
+import functools
 import weakref
 
 import keras
@@ -18,6 +19,19 @@ from common.model import loss_name
 # arguments themselves (not their id(), which a new dict may reuse) keeps the check exact;
 # weak keys let the models go.
 _COMPILED = weakref.WeakKeyDictionary()
+
+
+def drop_compiled_step(model):
+    """Make the next fit() trace the training step again: the penalty's numbers (the path's
+    strength, adaptive weights, per-layer strengths) are constants of the compiled step.
+
+    On JAX, jit caches a trace by the step function itself, so an instance's own
+    `train_step` (UnitHistory's recorder wraps it there) is replaced by a new object too.
+    """
+    model.train_function = None
+    own_step = model.__dict__.get("train_step")
+    if own_step is not None:
+        model.train_step = functools.partial(own_step)
 
 
 def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,

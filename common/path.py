@@ -24,7 +24,7 @@ from keras import ops
 
 from common.counting import count_active_units, unit_kernels
 from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
-from common.fitting import finetune
+from common.fitting import drop_compiled_step, finetune
 from common.gradients import gradient_numpy
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
 from common.penalties import GroupSparse
@@ -75,7 +75,7 @@ def set_scale(model, scale, value):
     again with the new value (TensorFlow's graph reads the variable at each step)."""
     scale.assign(value)
     if keras.backend.backend() == "jax":
-        model.train_function = None
+        drop_compiled_step(model)
 
 
 def lambda_max(model, x, y, task):

@@ -190,6 +190,8 @@ def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
                                "--logdir", str(tmp_path / "full")])
     (run_dir,) = (tmp_path / "full").iterdir()
     assert summary["selected"]["rule"] == "max-units 40"
+    # Every point trained at its own lambda (on JAX the step is traced again for each).
+    assert summary["path"][-1]["total_units"] < summary["path"][0]["total_units"]
     assert summary["path"][summary["selected"]["index"]]["total_units"] <= 40 or all(
         point["total_units"] > 40 for point in summary["path"])
     rows = (run_dir / "path.csv").read_text().splitlines()
