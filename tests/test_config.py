@@ -80,7 +80,7 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     compact = parse_config(["--preset", "compact"])
     assert compact.path and compact.solver == "proximal" and compact.threshold == 0.0
     assert compact.group_strength == 1e-3 and compact.finetune == 0
-    assert compact.adaptive == 1.0 and compact.layer_scaling == "lambda-max"
+    assert compact.adaptive is None and compact.layer_scaling == "lambda-max"
     mine = parse_config(["--preset", "compact", "--solver", "subgradient", "--select", "min"])
     assert mine.path and mine.solver == "subgradient" and mine.select == "min"
     assert mine.threshold == 1e-3
