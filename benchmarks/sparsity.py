@@ -26,7 +26,9 @@ def variants(retrain_epochs):
     retrain = ["--retrain", str(retrain_epochs), "--patience", "50"]
     return {"adaptive": ["--adaptive"], "per-layer": ["--layer-scaling", "lambda-max"],
             "retrain": retrain,
-            "combination": ["--adaptive", "--layer-scaling", "lambda-max", *retrain]}
+            "combination": ["--adaptive", "--layer-scaling", "lambda-max", *retrain],
+            # The group MCP with the concavity 3 of Breheny & Huang (2015), not tuned here.
+            "mcp": ["--mcp", "3"], "mcp per-layer": ["--mcp", "3", "--layer-scaling", "lambda-max"]}
 VARIANT_FAMILY = {"boston": "gl", "digits": "sgl"}
 
 

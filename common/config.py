@@ -44,6 +44,7 @@ class Config:
     group_layers: tuple[float, ...] | None = None
     l1_layers: tuple[float, ...] | None = None
     adaptive: float | None = None  # adaptive group Lasso: weights 1/||w_g||**this (gamma)
+    mcp: float | None = None  # group MCP with this concavity instead of the group Lasso
     layer_scaling: str = "none"  # path: lambda-max scales each layer by its own lambda_max
     l2: float = 0.0  # L2 (weight decay) strength
     threshold: float | None = None  # a group is active when sum(|w|) exceeds this; None:
@@ -211,6 +212,10 @@ def build_parser(demo):
     add("--adaptive", type=_positive_float, nargs="?", const=1.0, metavar="GAMMA",
         help="adaptive group Lasso: a second stage weighs each group by 1/||w_g||**GAMMA "
         "(1 when not given) from the first; zero groups stay removed")
+    add("--mcp", type=_positive_float, metavar="GAMMA",
+        help="the group MCP (minimax concave penalty) with concavity GAMMA instead of the "
+        "group Lasso: like it near zero, no shrinkage of groups whose norm passes GAMMA "
+        "times their threshold (3 is a common choice)")
     add("--layer-scaling", choices=LAYER_SCALINGS, default=defaults.layer_scaling,
         help="--path: lambda-max scales each layer's lambda by its own largest group "
         "gradient at the dense start, so one lambda is the same share of the way to an "
@@ -318,6 +323,8 @@ def parse_config(argv=None, demo="tensorflow"):
     values["hidden"] = tuple(args.hidden)
     if args.layer_scaling != "none" and not args.path:
         parser.error("--layer-scaling belongs to --path; add --path or drop it")
+    if args.mcp is not None and args.group_strength == 0:
+        parser.error("--mcp replaces the group Lasso: --group must be above 0")
     if args.adaptive is not None and args.group_strength == 0:
         parser.error("--adaptive weighs the group Lasso: --group must be above 0")
     if args.patience is not None and not (args.finetune or args.retrain):

@@ -48,6 +48,21 @@ def group_lasso(kernel, weights=None):
     return math.sqrt(group_size(kernel)) * ops.sum(norms)
 
 
+def group_mcp(kernel, strength, gamma, weights=None):
+    """The group minimax concave penalty (MCP; Zhang 2010, for groups Huang et al. 2012):
+    for each group with threshold c_g = strength * sqrt(group size) * weight_g and norm r,
+    c_g r - r**2 / (2 gamma) up to r = gamma c_g, then constant gamma c_g**2 / 2. Near zero
+    it is the group Lasso; large groups are not shrunk at all (`strength` may be a tensor)."""
+    norms = group_norms(kernel)
+    thresholds = strength * math.sqrt(group_size(kernel)) * ops.ones_like(norms)
+    if weights is not None:
+        thresholds = thresholds * ops.cast(
+            ops.reshape(ops.convert_to_tensor(weights), norms.shape), norms.dtype)
+    rising = thresholds * norms - ops.square(norms) / (2.0 * gamma)
+    flat = gamma * ops.square(thresholds) / 2.0
+    return ops.sum(ops.where(norms <= gamma * thresholds, rising, flat))
+
+
 def sparse_group_lasso(kernel):
     """Group Lasso plus L1 on the same kernel: the paper's best variant."""
     return group_lasso(kernel) + ops.sum(ops.abs(ops.convert_to_tensor(kernel)))
@@ -69,20 +84,25 @@ class GroupSparse(keras.regularizers.Regularizer):
 
     GroupSparse(1e-3) is the original demos' penalty; adding l1 > 0 gives the sparse
     group Lasso. `weights` (one per group, i.e. per row of the kernel) weighs each group's
-    norm: the adaptive group Lasso (`adaptive_weights` computes them from a trained model). A model using it saves to .keras and loads back once this module is imported.
+    norm: the adaptive group Lasso (`adaptive_weights` computes them from a trained model).
+    `mcp_gamma` replaces the group Lasso by the group MCP (`group_mcp`) with that concavity. A model using it saves to .keras and loads back once this module is imported.
 
     With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
     `common.proximal.ProximalOptimizer` applies it instead, as an exact proximal step after
     each optimizer step. `value(kernel)` gives the penalty's value in both modes.
     """
 
-    def __init__(self, group_strength=1e-3, l1=0.0, l2=0.0, proximal=False, weights=None):
+    def __init__(self, group_strength=1e-3, l1=0.0, l2=0.0, proximal=False, weights=None,
+                 mcp_gamma=None):
         self.group_strength = _checked_strength("group_strength", group_strength)
         self.l1 = _checked_strength("l1", l1)
         self.l2 = _checked_strength("l2", l2)
         self.proximal = bool(proximal)
         self.weights = None if weights is None else tuple(
             _checked_strength("weights", weight) for weight in weights)
+        self.mcp_gamma = None if mcp_gamma is None else _checked_strength("mcp_gamma", mcp_gamma)
+        if self.mcp_gamma == 0:
+            raise ValueError("mcp_gamma must be above 0 (None for the group Lasso)")
         # A variable that multiplies every strength, so a path of strengths needs no new
         # graph (common.path). A training aid: not saved with the model.
         self.scale = None
@@ -90,6 +110,14 @@ class GroupSparse(keras.regularizers.Regularizer):
     def value(self, kernel):
         """The penalty of `kernel`, whichever way it is applied."""
         penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
+        if self.group_strength and self.mcp_gamma:  # not linear in the strength: scale inside
+            strength = self.group_strength
+            if self.scale is not None:
+                strength = strength * ops.cast(self.scale, kernel.dtype)
+            mcp = group_mcp(kernel, strength, self.mcp_gamma, self.weights)
+            rest = GroupSparse(0.0, self.l1, self.l2)
+            rest.scale = self.scale
+            return mcp + rest.value(kernel)
         if self.group_strength:
             penalty = penalty + self.group_strength * group_lasso(kernel, self.weights)
         if self.l1:
@@ -108,7 +136,8 @@ class GroupSparse(keras.regularizers.Regularizer):
     def get_config(self):
         return {"group_strength": self.group_strength, "l1": self.l1, "l2": self.l2,
                 "proximal": self.proximal,
-                "weights": None if self.weights is None else list(self.weights)}
+                "weights": None if self.weights is None else list(self.weights),
+                "mcp_gamma": self.mcp_gamma}
 
     @classmethod
     def from_config(cls, config):

@@ -34,11 +34,17 @@ NEWTON_STEPS = 5
 
 
 def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=NEWTON_STEPS,
-                      scale=None, weights=None):
+                      scale=None, weights=None, mcp_gamma=None):
     """argmin_w 1/2 sum((w - v)**2 / step) + s * (group_strength*sqrt(n)*sum_g a_g ||w_g||
     + l1*|w|_1 + l2*|w|^2), with s = `scale` (a number or a scalar tensor; 1 when None) and
     a_g = `weights` (one per group; 1 when None: each group's threshold is then
     group_strength * a_g * sqrt(n)).
+
+    With `mcp_gamma`, the group part is the group MCP (`common.penalties.group_mcp`): with one
+    step t < gamma for every weight its exact prox (0 up to ||v|| = t c, then
+    (||v|| - t c) / (1 - t / gamma) along v, and v itself past ||v|| = gamma c); with one step
+    per weight, one local linear approximation step (Zou & Li 2008): the group Lasso prox
+    with c scaled by MCP's slope at ||v||, max(0, 1 - ||v|| / (gamma c)).
 
     `step` is a number (the same step for every weight) or an array shaped like `v` (one
     step per weight, all > 0). Groups are the kernel's rows (`common.penalties`). The three
@@ -70,6 +76,20 @@ def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=
                                             squares.shape)
     nonzero = squares > 0
     norm = ops.where(nonzero, ops.sqrt(ops.where(nonzero, squares, 1.0)), 0.0)
+    if mcp_gamma:
+        positive = threshold > 0
+        safe = ops.where(positive, threshold, 1.0)
+        slope = ops.where(positive, ops.maximum(1.0 - norm / (mcp_gamma * safe), 0.0), 0.0)
+        if uniform:
+            step_size = 1.0 / inverse
+            safe_norm = ops.where(nonzero, norm, 1.0)
+            middle = ops.maximum(norm - step_size * threshold, 0.0) / (
+                (1.0 - step_size / mcp_gamma) * safe_norm)
+            exact = ops.where(norm > mcp_gamma * threshold, ops.ones_like(norm), middle)
+            approximate = ops.maximum(1.0 - step_size * threshold * slope / safe_norm, 0.0)
+            factor = ops.where(step_size < mcp_gamma, exact, approximate)
+            return v * ops.where(nonzero, factor, 0.0)
+        threshold = threshold * slope
     if uniform:
         # w = max(0, 1 - t*c / ||v||) * v
         safe_norm = ops.where(nonzero, norm, 1.0)
@@ -227,7 +247,7 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
             step = alpha / (ops.sqrt(ops.convert_to_tensor(moments)) + inner.epsilon)
         new = prox_group_sparse(value, step, regularizer.group_strength, regularizer.l1,
                                 regularizer.l2, scale=regularizer.scale,
-                                weights=regularizer.weights)
+                                weights=regularizer.weights, mcp_gamma=regularizer.mcp_gamma)
         if frozen is not None:
             new = ops.where(frozen, ops.zeros_like(new), new)
         return new

@@ -191,13 +191,14 @@ def test_adaptive_stage_weighs_the_trained_kernels_and_fit_uses_the_weights(bost
 @pytest.mark.parametrize("demo_name", [
     pytest.param("demo_tensorflow", marks=pytest.mark.tensorflow_only), "demo_keras"])
 def test_adaptive_layer_scaled_path_then_retraining_end_to_end(demo_name, tmp_path):
-    """The path with adaptive weights and per-layer lambda_max scaling, the chosen widths
-    retrained from fresh weights with early stopping: every stage is in run.json."""
+    """The path with adaptive weights, the group MCP and per-layer lambda_max scaling, the
+    chosen widths retrained from fresh weights with early stopping: all in run.json."""
     import importlib
 
     demo = importlib.import_module(demo_name)
     retrain_epochs = 3000
-    summary = demo.main(["--path", "--adaptive", "--layer-scaling", "lambda-max", "--epochs",
+    summary = demo.main(["--path", "--adaptive", "--mcp", "3", "--layer-scaling", "lambda-max",
+                         "--epochs",
                          "100", "--path-epochs", "25", "--path-points", "4", "--retrain",
                          str(retrain_epochs), "--patience", "30", "--no-show", "--logdir",
                          str(tmp_path)])
@@ -215,3 +216,61 @@ def test_adaptive_layer_scaled_path_then_retraining_end_to_end(demo_name, tmp_pa
     retrained = keras.saving.load_model(run_dir / "pruned_retrained.keras")
     assert [layer.units for layer in retrained.layers] == [layer.units for layer in chosen.layers]
     assert not np.allclose(retrained.layers[0].kernel, chosen.layers[0].kernel)
+
+
+# ---------------------------------------------------------------- group MCP
+def mcp_numpy(norm, c, gamma):
+    return c * norm - norm**2 / (2 * gamma) if norm <= gamma * c else gamma * c**2 / 2
+
+
+def test_group_mcp_matches_numpy_and_saves():
+    from common.penalties import group_mcp
+
+    rng = np.random.default_rng(4)
+    kernel = rng.normal(size=(8, 3)) * rng.uniform(0.01, 2, size=(8, 1))
+    weights = rng.uniform(0.5, 2, size=8)
+    c = 0.3 * math.sqrt(3) * weights
+    expected = sum(mcp_numpy(np.linalg.norm(row), cg, 2.5) for row, cg in zip(kernel, c))
+    assert float(group_mcp(kernel.astype("float32"), 0.3, 2.5, weights)) == pytest.approx(
+        expected, rel=1e-5)
+    regularizer = GroupSparse(0.3, l1=0.01, weights=weights, mcp_gamma=2.5)
+    assert float(regularizer(kernel.astype("float32"))) == pytest.approx(
+        expected + 0.01 * np.abs(kernel).sum(), rel=1e-5)
+    assert GroupSparse.from_config(regularizer.get_config()).mcp_gamma == 2.5
+
+
+def test_group_mcp_prox_with_one_step_is_the_exact_minimizer():
+    """Against a float64 grid search over each row's radius (the minimizer lies along v):
+    argmin_r (r - ||v||)**2 / (2 t) + MCP(r)."""
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(12, 4)) * rng.uniform(0.01, 1.5, size=(12, 1))
+    t, strength, gamma = 0.2, 0.25, 3.0
+    got = np.asarray(prox_group_sparse(v.astype("float32"), t, group_strength=strength,
+                                       mcp_gamma=gamma), np.float64)
+    c = strength * math.sqrt(4)
+    for row in range(12):
+        norm = np.linalg.norm(v[row])
+        radii = np.linspace(0, norm, 200001)
+        penalty = np.where(radii <= gamma * c, c * radii - radii**2 / (2 * gamma),
+                           gamma * c**2 / 2)
+        objective = (radii - norm) ** 2 / (2 * t) + penalty
+        best = radii[np.argmin(objective)]
+        assert np.linalg.norm(got[row]) == pytest.approx(best, abs=2e-5 + 1e-5 * norm)
+    sizes = np.linalg.norm(v, axis=1)
+    assert np.any(sizes > gamma * c) and np.any(sizes < t * c)  # every regime was hit
+    np.testing.assert_allclose(got[sizes > gamma * c], v[sizes > gamma * c], rtol=1e-6)
+
+
+def test_group_mcp_with_per_weight_steps_is_one_local_linear_step():
+    """With Adam's per-weight steps: the weighted group Lasso prox with each row's threshold
+    scaled by MCP's slope max(0, 1 - ||v_g|| / (gamma c_g)) (the float64 solver above)."""
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=(10, 5)) * rng.uniform(0.05, 1, size=(10, 1))
+    step = 10.0 ** rng.uniform(-2, -0.5, size=v.shape)
+    strength, gamma = 0.2, 3.0
+    c = strength * math.sqrt(5)
+    slopes = np.maximum(1 - np.linalg.norm(v, axis=1) / (gamma * c), 0)
+    got = np.asarray(prox_group_sparse(v.astype("float32"), step.astype("float32"),
+                                       group_strength=strength, mcp_gamma=gamma))
+    expected = weighted_prox_reference(v, step, strength, slopes)
+    np.testing.assert_allclose(got, expected, atol=2e-6 * max(1, np.abs(expected).max()))

@@ -158,6 +158,8 @@ def test_help_shows_every_default_and_the_exit_codes(capsys):
     (["--l1", "1", "2", "3", "4"], "--l1 takes one value or one per kernel (3 for"),
     (["--layer-scaling", "lambda-max"], "--layer-scaling belongs to --path"),
     (["--adaptive", "--group", "0"], "--adaptive weighs the group Lasso: --group must be above 0"),
+    (["--mcp", "3", "--group", "0"], "--mcp replaces the group Lasso: --group must be above 0"),
+    (["--mcp", "0"], "--mcp: must be"),
     (["--patience", "5"], "--patience stops --finetune or --retrain early"),
     (["--retrain", "9", "--patience", "5", "--path-points", "3"], "--path-points belongs to"),
 ])
@@ -205,5 +207,7 @@ def test_per_layer_strengths_and_the_new_stages_fill_the_config():
     assert [(r.group_strength, r.l1) for r in make_regularizer(config)] == [
         (1e-3, 0.0), (3e-3, 1e-4), (3e-3, 0.0)]
     assert parse_config(["--adaptive", "0.5"]).adaptive == 0.5
+    mcp = parse_config(["--mcp", "3"])
+    assert mcp.mcp == 3.0 and {r.mcp_gamma for r in make_regularizer(mcp)} == {3.0}
     plain = parse_config([])
     assert plain.group_layers is None and plain.adaptive is None and not plain.uses_validation

@@ -89,7 +89,7 @@ def test_regularizer_value_and_config():
     assert float(regularizer(kernel)) == pytest.approx(expected, rel=1e-5)
     rebuilt = GroupSparse.from_config(regularizer.get_config())
     assert rebuilt.get_config() == {"group_strength": 1e-2, "l1": 1e-3, "l2": 1e-4,
-                                    "proximal": False, "weights": None}
+                                    "proximal": False, "weights": None, "mcp_gamma": None}
     # Files saved before the strength was renamed name it "group".
     legacy = GroupSparse.from_config({"group": 2e-2, "l1": 0.0, "l2": 0.0, "proximal": True})
     assert legacy.group_strength == 2e-2 and legacy.proximal
