@@ -49,7 +49,8 @@ SIZES = {
                   synthetic_rows=100_000, datasets=("boston", "digits")),
     "smoke": dict(rounds=1, picture_rounds=1, steps=50, end_to_end_runs=0, scaling_epochs=5,
                   seeds=1, path_points=3, retrain=20, flags=["--epochs", "30"],
-                  path_flags=["--path-epochs", "10"], synthetic_rows=8_000, datasets=("boston",)),
+                  path_flags=["--path-epochs", "10"], synthetic_rows=4_000, datasets=("boston",),
+                  all_backends=False, separate_bare_loop=False),
 }
 
 

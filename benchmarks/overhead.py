@@ -128,13 +128,14 @@ def overhead(size, logdir):
             for _ in range(size["rounds"]):
                 samples["tf_shipped"].append(demo_tensorflow.main(flags)["ms_per_step"])
                 samples["tf_bare"].append(bare_tf_demo_ms_per_step(flags))
-                samples["tf_separate_bare_loop"].append(plain_loop_ms_per_step(data, config))
+                if size.get("separate_bare_loop", True):
+                    samples["tf_separate_bare_loop"].append(plain_loop_ms_per_step(data, config))
                 samples["tf_proximal"].append(
                     demo_tensorflow.main(flags + ["--solver", "proximal"])["ms_per_step"])
                 samples["keras_shipped"].append(demo_keras.main(keras_flags)["ms_per_step"])
                 samples["keras_plain_l1"].append(
                     plain_fit_l1_ms_per_step(data, config, every))
-            medians = {key: statistics.median(values) for key, values in samples.items()}
+            medians = {key: statistics.median(values) for key, values in samples.items() if values}
             result[case] = {
                 "ms_per_step": medians, "samples": samples,
                 "rows": len(data.x_train), "hidden": list(spec["hidden"]),

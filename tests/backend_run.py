@@ -3,7 +3,7 @@
 Used by tests/test_backends.py to compare backends (a process has one Keras backend):
 
     python tests/backend_run.py train INIT.npz OUT.npz      # from given initial weights
-    python tests/backend_run.py save MODEL.keras OUT.npz    # train from the seed, save
+    python tests/backend_run.py save MODEL.keras OUT.npz    # train from the seed, save, go on
     python tests/backend_run.py resume MODEL.keras OUT.npz  # load, predict, train on
 """
 
@@ -58,10 +58,14 @@ def main(mode, model_or_init, out):
         initial = np.load(model_or_init)
         model.set_weights([initial[f"weight_{index}"] for index in range(len(initial.files))])
     records = train(model, data, EPOCHS)
-    np.savez(out, **outputs(model, data, records))
-    if mode == "save":  # without the recorder, as the demo saves (a training aid)
+    saved = outputs(model, data, records)
+    if mode == "save":  # without the recorder, as the demo saves (a training aid), then on
         model.compile(optimizer=model.optimizer, loss="mse")
         model.save(model_or_init)
+        records = train(model, data, EPOCHS // 2, optimizer=model.optimizer)
+        saved.update({f"continued_{key}": value
+                      for key, value in outputs(model, data, records).items()})
+    np.savez(out, **saved)
 
 
 if __name__ == "__main__":
