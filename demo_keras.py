@@ -6,7 +6,7 @@ every Dense layer, and a picture of the active units falling during training.
 
     python demo_keras.py                    # the original run: 2500 full-batch epochs
     python demo_keras.py --no-show          # save the picture without opening a window
-    python demo_keras.py --preset compact   # the smallest networks of the benchmark
+    python demo_keras.py --preset compact   # lambda chosen on validation (the path)
     python demo_keras.py --help             # every flag (shared with demo_tensorflow.py)
 
 Each run writes a new folder summaries/<UTC time>-keras/ with history.png (and its numbers,

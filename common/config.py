@@ -16,12 +16,10 @@ SELECTION_RULES = ("1se", "min")
 LAYER_SCALINGS = ("none", "lambda-max")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
-# --preset compact: the smallest network the validation split supports. It used to hold
-# strengths tuned by looking at the test split; it is now the lambda path with exact zeros,
-# which chooses on validation data only. Flags given explicitly win over the preset.
-# compact: the path with exact zeros and per-layer lambda_max scaling: of the remedies, the
-# one after which the 1-SE rule kept the fewest units on the validation split (Boston 33.4
-# of 48 against 39.8; DIGITS unchanged hidden units), chosen without the test split.
+# --preset compact: the smallest network the validation split supports: the lambda path
+# with exact zeros and per-layer lambda_max scaling, the remedy after which the 1-SE rule
+# kept the fewest units on validation (Boston 33.4 of 48 against 39.8; DIGITS' hidden units
+# unchanged). Nothing here was chosen on the test split. Flags given explicitly win.
 PRESETS = {"compact": dict(path=True, solver="proximal", layer_scaling="lambda-max")}
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.
