@@ -109,12 +109,27 @@ def test_keras_data_parallel_on_two_jax_devices_equals_one_device(solver, small_
 
 
 def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
+    """Free ports below the ephemeral range. A port the kernel hands out for bind(0) is an
+    ephemeral one, and between the workers' meeting and TensorFlow's server start an
+    outgoing connection (a worker's own gRPC client) may be given it as its local port: the
+    server then cannot bind, that worker dies and the other waits for it without end."""
+    import random
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as file:
+            ephemeral_low = int(file.read().split()[0])
+    except OSError:
+        ephemeral_low = 32768
+    ports = []
+    while len(ports) < count:
+        port = random.randrange(10000, ephemeral_low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in ports:
+            ports.append(port)
     return ports
 
 
