@@ -48,7 +48,7 @@ def train(config, data, on_progress=None):
     from common.distribute import is_chief, make_strategy
     from common.files import is_disk_full_message, new_run_dir, unless_disk_full
     from common.fitting import fit_in_chunks
-    from common.lifecycle import stop_on_signals, stop_status
+    from common.lifecycle import raise_if_stopped, stop_on_signals, stop_status
     from common.model import (build_model, evaluate, loss_name, make_optimizer,
                               make_regularizer, metric_name)
     from common.monitor import UnitHistory
@@ -114,6 +114,7 @@ def train(config, data, on_progress=None):
             progress.update(records[-1][0], loss=f"{records[-1][1]:.4f}", units=sum(records[-1][3]))
         if on_progress is not None:
             on_progress(len(records))
+        raise_if_stopped()  # a signal whose exception was swallowed still ends the run
 
     def train_epochs(epochs):
         """Train `epochs` more epochs; False when the loss stopped being finite."""

@@ -54,7 +54,7 @@ def train(config, data, on_progress=None):
     from common.counting import active_counts, count_active_units, unit_kernels, unit_names
     from common.distribute import is_chief, make_strategy
     from common.files import is_disk_full_message, new_run_dir, unless_disk_full
-    from common.lifecycle import stop_on_signals, stop_status
+    from common.lifecycle import raise_if_stopped, stop_on_signals, stop_status
     from common.model import (build_model, evaluate, is_proximal, make_optimizer,
                               make_regularizer, metric_name, row_losses)
     from common.path import PathRun
@@ -165,6 +165,7 @@ def train(config, data, on_progress=None):
             progress.update(steps_done(), loss=f"{loss:.4f}", units=int(sum(counts.numpy())))
             if on_progress is not None:
                 on_progress(steps_done())
+            raise_if_stopped()  # a signal whose exception was swallowed still ends the run
         return True
 
     def retrace():  # --adaptive, --layer-scaling: the penalty's numbers are graph constants

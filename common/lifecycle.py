@@ -34,30 +34,48 @@ def exit_code(summary):
     return EXIT_CODES[summary["status"]]
 
 
+# The innermost stop_on_signals block's state: the signal's status once one arrived, and
+# whether the run is writing its results.
+_ACTIVE = []
+
+
 @contextlib.contextmanager
 def stop_on_signals():
     """SIGINT and SIGTERM raise Stopped while the body trains; call the yielded `shield()`
-    once training is over, after which signals only print a note until the block ends."""
+    once training is over, after which signals only print a note until the block ends.
+    Call `raise_if_stopped()` between chunks of training: it raises Stopped again if the
+    first one was swallowed where it landed."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None  # signal handlers belong to the main thread: leave them alone
         return
-    state = {"shielded": False}
+    state = {"stopped": None, "writing": False}
 
     def handler(number, frame):
-        if state["shielded"]:
+        if state["stopped"] or state["writing"]:
             print("\nstill writing the results; they will be complete in a moment",
                   file=sys.stderr, flush=True)
             return
-        state["shielded"] = True  # a second signal must not break the writing that follows
-        raise Stopped("interrupted" if number == signal.SIGINT else "terminated")
+        # A second signal must not break the writing that follows this one.
+        state["stopped"] = "interrupted" if number == signal.SIGINT else "terminated"
+        raise Stopped(state["stopped"])
 
     def shield():
-        state["shielded"] = True
+        state["writing"] = True
 
     previous = {number: signal.signal(number, handler)
                 for number in (signal.SIGINT, signal.SIGTERM)}
+    _ACTIVE.append(state)
     try:
         yield shield
     finally:
+        _ACTIVE.remove(state)
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+def raise_if_stopped():
+    """Raise Stopped if a signal arrived and training goes on regardless: the handler's
+    exception can land inside code that swallows it (a __del__, a callback whose errors are
+    only printed), and the run must still end. A no-op once the results are being written."""
+    if _ACTIVE and _ACTIVE[-1]["stopped"] and not _ACTIVE[-1]["writing"]:
+        raise Stopped(_ACTIVE[-1]["stopped"])
