@@ -27,7 +27,6 @@ from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weig
 from common.fitting import drop_compiled_step, finetune
 from common.gradients import gradient_numpy
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
-from common.penalties import GroupSparse
 from common.pruning import prune_model
 
 GRID_RATIO = 1e-3  # lambda_min / lambda_max of the automatic grid
@@ -62,10 +61,8 @@ def attach_scale(model):
     """A variable multiplying every GroupSparse strength of `model`, returned; starts at 0
     (the dense network). Setting it changes the penalty without building a new graph."""
     scale = keras.Variable(0.0, dtype="float32", trainable=False, name="strength_scale")
-    for layer in model.layers:
-        regularizer = getattr(layer, "kernel_regularizer", None)
-        if isinstance(regularizer, GroupSparse):
-            regularizer.scale = scale
+    for _, regularizer in kernel_regularizers(model):
+        regularizer.scale = scale
     return scale
 
 
@@ -76,11 +73,6 @@ def set_scale(model, scale, value):
     scale.assign(value)
     if keras.backend.backend() == "jax":
         drop_compiled_step(model)
-
-
-def lambda_max(model, x, y, task):
-    """The largest ||dL/dW[g]|| / sqrt(group size), W[g] = 0, over the kernels' rows g."""
-    return max(layer_lambda_max(model, x, y, task))
 
 
 def layer_lambda_max(model, x, y, task):

@@ -109,24 +109,21 @@ class GroupSparse(keras.regularizers.Regularizer):
 
     def value(self, kernel):
         """The penalty of `kernel`, whichever way it is applied."""
+        scale = None if self.scale is None else ops.cast(self.scale, kernel.dtype)
         penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
-        if self.group_strength and self.mcp_gamma:  # not linear in the strength: scale inside
-            strength = self.group_strength
-            if self.scale is not None:
-                strength = strength * ops.cast(self.scale, kernel.dtype)
-            mcp = group_mcp(kernel, strength, self.mcp_gamma, self.weights)
-            rest = GroupSparse(0.0, self.l1, self.l2)
-            rest.scale = self.scale
-            return mcp + rest.value(kernel)
-        if self.group_strength:
+        concave = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
+        if self.group_strength and self.mcp_gamma:  # not linear in the strength: scaled inside
+            strength = self.group_strength if scale is None else self.group_strength * scale
+            concave = group_mcp(kernel, strength, self.mcp_gamma, self.weights)
+        elif self.group_strength:
             penalty = penalty + self.group_strength * group_lasso(kernel, self.weights)
         if self.l1:
             penalty = penalty + self.l1 * ops.sum(ops.abs(kernel))
         if self.l2:
             penalty = penalty + self.l2 * ops.sum(ops.square(kernel))
-        if self.scale is not None:
-            penalty = penalty * ops.cast(self.scale, penalty.dtype)
-        return penalty
+        if scale is not None:
+            penalty = penalty * scale
+        return penalty + concave
 
     def __call__(self, kernel):
         if self.proximal:  # applied by the optimizer, not through the loss's gradient

@@ -29,7 +29,7 @@ from keras import ops
 from common.penalties import GroupSparse, _group_axes, group_size
 
 # Newton steps for the group's radius when the step differs between weights (Adam); the
-# tests check the result against a float64 bisection (tests/test_proximal.py).
+# tests check the result against a float64 bisection (tests/helpers.py).
 NEWTON_STEPS = 5
 
 

@@ -22,6 +22,34 @@ def steps_per_call(steps):
     return 1 if keras.backend.backend() == "torch" else steps
 
 
+def group_prox_reference(v, step, group, weights=None):
+    """The oracle for the group prox in the metric diag(1/step), row by row in float64: zero
+    when ||D v_g|| <= c_g = group * weight_g * sqrt(n), else the radius r solving
+    sum_i (d_i v_i / (d_i r + c_g))**2 = 1, by bisection. Shares no code with common."""
+    import math
+
+    import numpy as np
+
+    v = np.asarray(v, np.float64)
+    inverse = 1.0 / np.broadcast_to(np.asarray(step, np.float64), v.shape)
+    weights = np.ones(v.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    out = np.zeros_like(v)
+    for row in range(v.shape[0]):
+        c = group * weights[row] * math.sqrt(v.shape[1])
+        scaled = inverse[row] * v[row]
+        if np.linalg.norm(scaled) <= c:
+            continue
+        low, high = 0.0, np.linalg.norm(v[row])
+        for _ in range(200):
+            radius = (low + high) / 2
+            if np.sum((scaled / (inverse[row] * radius + c)) ** 2) > 1:
+                low = radius
+            else:
+                high = radius
+        out[row] = scaled * radius / (inverse[row] * radius + c)
+    return out
+
+
 def float64():
     """A context in which float64 arrays stay float64 (JAX truncates them to float32 unless
     x64 is on); nothing to do on the other backends."""

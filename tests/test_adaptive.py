@@ -9,29 +9,9 @@ import pytest
 
 from common.penalties import GroupSparse, adaptive_weights, group_lasso
 from common.proximal import prox_group_sparse
+from tests.helpers import group_prox_reference
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend
-
-
-def weighted_prox_reference(v, step, group, weights):
-    """Row by row in float64, with per-weight steps: zero when ||D v_g|| <= c_g, else the
-    radius r solving sum_i (d_i v_i / (d_i r + c_g))**2 = 1 by bisection."""
-    inverse = 1.0 / np.broadcast_to(step, v.shape)
-    out = np.zeros_like(v)
-    for row in range(v.shape[0]):
-        c = group * weights[row] * math.sqrt(v.shape[1])
-        scaled = inverse[row] * v[row]
-        if np.linalg.norm(scaled) <= c:
-            continue
-        low, high = 0.0, np.linalg.norm(v[row])
-        for _ in range(200):
-            radius = (low + high) / 2
-            if np.sum((scaled / (inverse[row] * radius + c)) ** 2) > 1:
-                low = radius
-            else:
-                high = radius
-        out[row] = scaled * radius / (inverse[row] * radius + c)
-    return out
 
 
 def test_the_weighted_penalty_matches_numpy():
@@ -57,7 +37,7 @@ def test_the_weighted_prox_uses_one_threshold_per_row(per_weight):
         got = np.asarray(prox_group_sparse(
             v.astype("float32"), np.asarray(step, "float32") if per_weight else step,
             group_strength=group, weights=weights.astype("float32")))
-        expected = weighted_prox_reference(v, step, group, weights)
+        expected = group_prox_reference(v, step, group, weights)
         np.testing.assert_allclose(got, expected, atol=2e-6 * max(1, np.abs(expected).max()))
         assert np.all(got[np.all(expected == 0, axis=1)] == 0)
 
@@ -263,7 +243,7 @@ def test_group_mcp_prox_with_one_step_is_the_exact_minimizer():
 
 def test_group_mcp_with_per_weight_steps_is_one_local_linear_step():
     """With Adam's per-weight steps: the weighted group Lasso prox with each row's threshold
-    scaled by MCP's slope max(0, 1 - ||v_g|| / (gamma c_g)) (the float64 solver above)."""
+    scaled by MCP's slope max(0, 1 - ||v_g|| / (gamma c_g)) (tests.helpers.group_prox_reference)."""
     rng = np.random.default_rng(6)
     v = rng.normal(size=(10, 5)) * rng.uniform(0.05, 1, size=(10, 1))
     step = 10.0 ** rng.uniform(-2, -0.5, size=v.shape)
@@ -272,5 +252,5 @@ def test_group_mcp_with_per_weight_steps_is_one_local_linear_step():
     slopes = np.maximum(1 - np.linalg.norm(v, axis=1) / (gamma * c), 0)
     got = np.asarray(prox_group_sparse(v.astype("float32"), step.astype("float32"),
                                        group_strength=strength, mcp_gamma=gamma))
-    expected = weighted_prox_reference(v, step, strength, slopes)
+    expected = group_prox_reference(v, step, strength, slopes)
     np.testing.assert_allclose(got, expected, atol=2e-6 * max(1, np.abs(expected).max()))

@@ -19,7 +19,7 @@ from common.gradients import value_and_gradients
 from common.model import build_model
 from common.penalties import GroupSparse, penalty_value
 from common.proximal import ProximalOptimizer, prox_group_sparse
-from tests.helpers import steps_per_call
+from tests.helpers import group_prox_reference, steps_per_call
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend (the TF demo test skips)
 
@@ -76,26 +76,6 @@ def test_equal_steps_per_weight_give_the_scalar_answer():
     np.testing.assert_allclose(per_weight, scalar, atol=1e-7)
 
 
-def prox_reference(v, step, group):
-    """The group prox in the metric diag(1/step), by float64 bisection on the group's radius."""
-    inverse = 1.0 / step
-    c = group * math.sqrt(v.shape[1])
-    out = np.zeros_like(v)
-    for row in range(v.shape[0]):
-        scaled = inverse[row] * v[row]
-        if np.linalg.norm(scaled) <= c:
-            continue
-        low, high = 0.0, np.linalg.norm(v[row])
-        for _ in range(200):
-            radius = (low + high) / 2
-            if np.sum((scaled / (inverse[row] * radius + c)) ** 2) > 1:
-                low = radius
-            else:
-                high = radius
-        out[row] = scaled * radius / (inverse[row] * radius + c)
-    return out
-
-
 def test_per_weight_steps_match_a_float64_solver():
     # Adam's steps alpha / (sqrt(v) + eps) can differ by orders of magnitude within a row.
     rng = np.random.default_rng(2)
@@ -104,7 +84,7 @@ def test_per_weight_steps_match_a_float64_solver():
         step = 10.0 ** rng.uniform(-6, 0, size=v.shape)
         group = rng.uniform(0, 0.5)
         got = prox(v, step, group=group)
-        expected = prox_reference(v, step, group)
+        expected = group_prox_reference(v, step, group)
         np.testing.assert_allclose(got, expected, atol=1e-6 * max(1, np.abs(expected).max()))
         assert np.all(got[np.all(expected == 0, axis=1)] == 0)
 
