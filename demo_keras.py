@@ -79,7 +79,7 @@ def train(config, data, on_progress=None):
     # point per epoch. Under a strategy each replica gets its piece of every global batch;
     # Keras' fit divides each replica's loss, the penalty included, by the number of replicas.
     replicas = strategy.num_replicas_in_sync
-    jax = keras.backend.backend() == "jax"  # --strategy mirrored: Keras' DataParallel
+    on_jax = keras.backend.backend() == "jax"  # --strategy mirrored: Keras' DataParallel
     batches = training_batches(strategy, data.x_train, data.y_train, config.batch_size,
                                config.seed, with_rows=False, even=replicas > 1)
     if batches.dropped_rows:
@@ -119,7 +119,7 @@ def train(config, data, on_progress=None):
     def train_epochs(epochs):
         """Train `epochs` more epochs; False when the loss stopped being finite."""
         fit_in_chunks(model, batches.dataset, epochs, batches.steps_per_epoch, chunk,
-                      compile_args, one_step_per_call=replicas > 1 and not jax,
+                      compile_args, one_step_per_call=replicas > 1 and not on_jax,
                       callbacks=[history, keras.callbacks.LambdaCallback(
                           on_epoch_begin=before_chunk, on_epoch_end=after_chunk),
                           events.callback()])

@@ -12,8 +12,8 @@ import shutil
 import sys
 import time
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 from common.counting import count_active_units
