@@ -81,7 +81,9 @@ def plot(results, path):
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     styles = {"none": "ks", "fixed": "o", "validation-1se": "*"}
     variant_markers = {"adaptive": "P", "per-layer": "D", "retrain": "v", "combination": "X",
-                       "mcp": "^", "mcp per-layer": "s"}
+                       "mcp": "^", "mcp per-layer": "s", "relaxed": "h",
+                       "relaxed adaptive": "p", "relaxed per-layer": "d",
+                       "relaxed combination": "H"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:
