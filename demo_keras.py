@@ -104,11 +104,13 @@ def train(config, data, on_progress=None):
     def before_chunk(fit_epoch, logs):
         timing["started"], timing["epochs"] = time.perf_counter(), len(history.epoch_records)
 
-    def after_chunk(fit_epoch, logs):
+    def end_timing(fit_epoch, logs):  # the steps only, before the evaluation (as the TF demo)
         if fit_epoch > 0:  # the first chunk of a fit() call also traces: keep it out
             timing["seconds"] += time.perf_counter() - timing["started"]
             timing["steps"] += ((len(history.epoch_records) - timing["epochs"])
                                 * batches.steps_per_epoch)
+
+    def after_chunk(fit_epoch, logs):
         records = history.epoch_records
         if records:
             progress.update(records[-1][0], loss=f"{records[-1][1]:.4f}", units=sum(records[-1][3]))
@@ -120,8 +122,9 @@ def train(config, data, on_progress=None):
         """Train `epochs` more epochs; False when the loss stopped being finite."""
         fit_in_chunks(model, batches.dataset, epochs, batches.steps_per_epoch, chunk,
                       compile_args, one_step_per_call=replicas > 1 and not on_jax,
-                      callbacks=[history, keras.callbacks.LambdaCallback(
-                          on_epoch_begin=before_chunk, on_epoch_end=after_chunk),
+                      callbacks=[keras.callbacks.LambdaCallback(
+                          on_epoch_begin=before_chunk, on_epoch_end=end_timing), history,
+                          keras.callbacks.LambdaCallback(on_epoch_end=after_chunk),
                           events.callback()])
         return history.diverged_at is None
 
