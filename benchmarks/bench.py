@@ -50,6 +50,8 @@ SIZES = {
     "smoke": dict(rounds=1, picture_rounds=1, steps=50, end_to_end_runs=0, scaling_epochs=5,
                   seeds=1, path_points=3, retrain=20, flags=["--epochs", "30"],
                   path_flags=["--path-epochs", "10"], synthetic_rows=4_000, datasets=("boston",),
+                  # one row per kind of flag (tests/test_adaptive.py runs them together)
+                  variants=("adaptive", "retrain", "mcp", "relaxed adaptive"),
                   all_backends=False, separate_bare_loop=False),
 }
 

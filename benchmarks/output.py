@@ -78,7 +78,7 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 7), constrained_layout=True)
     styles = {"none": "ks", "fixed": "o", "validation-1se": "*"}
     variant_markers = {"adaptive": "P", "per-layer": "D", "retrain": "v", "combination": "X",
                        "mcp": "^", "mcp per-layer": "s", "relaxed": "h",
@@ -100,6 +100,7 @@ def plot(results, path):
         axis.set_xlabel("parameters after pruning (mean over seeds)")
         axis.set_ylabel(f"test {SETUPS[dataset]['metric']} of the chosen network")
         axis.set_title(f"{dataset}: stars chosen on validation (1-SE rule)")
-        axis.legend(fontsize="x-small")
+        # Below the plot: with a row per variant the legend would hide the points.
+        axis.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     figure.savefig(path, dpi=100)
     plt.close(figure)

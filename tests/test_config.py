@@ -79,8 +79,11 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     """No shipped setting may come from the test split: compact is the validation path."""
     compact = parse_config(["--preset", "compact"])
     assert compact.path and compact.solver == "proximal" and compact.threshold == 0.0
-    assert compact.group_strength == 1e-3 and compact.finetune == 0
-    assert compact.adaptive is None and compact.layer_scaling == "lambda-max"
+    assert compact.group_strength == 1e-3 and compact.finetune == 1000
+    assert compact.patience == 50 and compact.uses_validation
+    assert compact.adaptive == 1.0 and compact.layer_scaling == "none"
+    l1_only = parse_config(["--preset", "compact", "--group", "0", "--l1", "1e-3"])
+    assert l1_only.adaptive is None and l1_only.finetune == 1000
     mine = parse_config(["--preset", "compact", "--solver", "subgradient", "--select", "min"])
     assert mine.path and mine.solver == "subgradient" and mine.select == "min"
     assert mine.threshold == 1e-3
