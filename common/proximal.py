@@ -127,6 +127,9 @@ def _fused(prox):
         return prox
     import tensorflow as tf
 
+    if not tf.test.is_built_with_xla():  # a TensorFlow build without XLA
+        return prox
+
     def fused(value, step, *strengths, scale=None, **constants):
         if not tf.inside_function():
             return prox(value, step, *strengths, scale=scale, **constants)
