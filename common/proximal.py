@@ -146,6 +146,9 @@ def _fused(prox):
     return fused
 
 
+_prox_step = _fused(prox_group_sparse)  # the optimizer's step (the backend is fixed by now)
+
+
 class _Untracked:
     """A list that Keras' attribute tracking does not look into."""
 
@@ -275,7 +278,7 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
             alpha = (step * ops.sqrt(1.0 - ops.power(inner.beta_2, t))
                      / (1.0 - ops.power(inner.beta_1, t)))
             step = alpha / (ops.sqrt(ops.convert_to_tensor(moments)) + inner.epsilon)
-        new = _fused(prox_group_sparse)(
+        new = _prox_step(
             value, step, regularizer.group_strength, regularizer.l1, regularizer.l2,
             scale=regularizer.scale, weights=regularizer.weights,
             mcp_gamma=regularizer.mcp_gamma)

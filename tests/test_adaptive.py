@@ -178,10 +178,9 @@ def test_adaptive_layer_scaled_path_then_retraining_end_to_end(demo_name, tmp_pa
     demo = importlib.import_module(demo_name)
     retrain_epochs = 3000
     summary = demo.main(["--path", "--adaptive", "--mcp", "3", "--layer-scaling", "lambda-max",
-                         "--epochs",
-                         "100", "--path-epochs", "25", "--path-points", "4", "--retrain",
-                         str(retrain_epochs), "--patience", "30", "--no-show", "--logdir",
-                         str(tmp_path)])
+                         "--epochs", "100", "--path-epochs", "25", "--path-points", "4",
+                         "--retrain", str(retrain_epochs), "--patience", "30", "--no-show",
+                         "--logdir", str(tmp_path)])
     assert summary["status"] == "completed" and summary["adaptive_gamma"] == 1.0
     tops, strengths = summary["layer_lambda_max"], summary["layer_group_strengths"]
     assert len(tops) == len(strengths) == 3
@@ -200,7 +199,8 @@ def test_adaptive_layer_scaled_path_then_retraining_end_to_end(demo_name, tmp_pa
 
 # ---------------------------------------------------------------- group MCP
 def mcp_numpy(norm, c, gamma):
-    return c * norm - norm**2 / (2 * gamma) if norm <= gamma * c else gamma * c**2 / 2
+    """One row's MCP at norm(s) `norm` (a number or an array of radii)."""
+    return np.where(norm <= gamma * c, c * norm - norm**2 / (2 * gamma), gamma * c**2 / 2)
 
 
 def test_group_mcp_matches_numpy_and_saves():
@@ -231,9 +231,7 @@ def test_group_mcp_prox_with_one_step_is_the_exact_minimizer():
     for row in range(12):
         norm = np.linalg.norm(v[row])
         radii = np.linspace(0, norm, 200001)
-        penalty = np.where(radii <= gamma * c, c * radii - radii**2 / (2 * gamma),
-                           gamma * c**2 / 2)
-        objective = (radii - norm) ** 2 / (2 * t) + penalty
+        objective = (radii - norm) ** 2 / (2 * t) + mcp_numpy(radii, c, gamma)
         best = radii[np.argmin(objective)]
         assert np.linalg.norm(got[row]) == pytest.approx(best, abs=2e-5 + 1e-5 * norm)
     sizes = np.linalg.norm(v, axis=1)
