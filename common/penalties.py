@@ -85,7 +85,8 @@ class GroupSparse(keras.regularizers.Regularizer):
     GroupSparse(1e-3) is the original demos' penalty; adding l1 > 0 gives the sparse
     group Lasso. `weights` (one per group, i.e. per row of the kernel) weighs each group's
     norm: the adaptive group Lasso (`adaptive_weights` computes them from a trained model).
-    `mcp_gamma` replaces the group Lasso by the group MCP (`group_mcp`) with that concavity. A model using it saves to .keras and loads back once this module is imported.
+    `mcp_gamma` replaces the group Lasso by the group MCP (`group_mcp`) with that concavity.
+    A model using it saves to .keras and loads back once this module is imported.
 
     With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
     `common.proximal.ProximalOptimizer` applies it instead, as an exact proximal step after

@@ -17,9 +17,9 @@ from common.model import metric_name
 
 # The settings that are hyperparameters (not paths, display or logging options).
 HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",
-           "l1", "l1_layers", "l2", "adaptive", "mcp", "threshold", "solver", "freeze_zeros", "seed",
-           "finetune", "retrain", "patience", "preset", "strategy", "path", "val_fraction",
-           "path_points", "path_epochs", "select", "max_units", "layer_scaling")
+           "l1", "l1_layers", "l2", "adaptive", "mcp", "threshold", "solver", "freeze_zeros",
+           "seed", "finetune", "retrain", "patience", "preset", "strategy", "path",
+           "val_fraction", "path_points", "path_epochs", "select", "max_units", "layer_scaling")
 
 
 def describe(threshold):
