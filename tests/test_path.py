@@ -99,6 +99,32 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
     assert points[-1].total_units < points[0].total_units  # the penalty removed units
 
 
+@pytest.mark.backends
+def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(monkeypatch):
+    """--finetune on the path (the relaxed path, `--preset compact`): each point's pruned
+    network is fine-tuned on the training rows, with the validation split for early
+    stopping, before it is scored. A stand-in for the fine-tuning zeroes the network it is
+    given, so the validation loss must be that of predicting 0: mean(y_val**2) in NumPy."""
+    import common.path
+
+    config, data, model, scale = small_path_setup(finetune=7, patience=5)
+    calls = []
+
+    def zeroing_finetune(pruned, task, x_train, y_train, epochs, *settings, validation,
+                         patience):
+        calls.append((x_train.shape, epochs, validation[0].shape, patience))
+        pruned.set_weights([np.zeros_like(weight) for weight in pruned.get_weights()])
+        return epochs
+
+    monkeypatch.setattr(common.path, "finetune", zeroing_finetune)
+    point = common.path.measure_point(model, data, config, 0, 0.0)
+    assert point.val_loss == pytest.approx(float(np.mean(np.square(data.y_val))), rel=1e-5)
+    kept = point.units["inputs"]
+    assert calls == [((len(data.x_train), kept), 7, (len(data.x_val), kept), 5)]
+    # The path's own weights are untouched: only the pruned copy was fine-tuned.
+    assert any(np.any(weight != 0) for weight in point.weights)
+
+
 @pytest.mark.slow
 @pytest.mark.backends
 def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
