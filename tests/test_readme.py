@@ -92,6 +92,6 @@ def test_the_readme_is_a_short_walk():
 
 
 def test_ci_runs_the_readme_test_command():
-    command = "python -m pytest -q tests"
+    command = "python -m pytest -q -n auto tests"
     assert f"pip install -r requirements-dev.txt && {command}" in text()
     assert command in (ROOT / ".ci" / "run").read_text()
