@@ -62,6 +62,26 @@ def test_gradient_matches_finite_differences():
     np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
 
 
+def test_conv_kernel_gradient_matches_finite_differences_and_is_zero_on_a_zero_channel():
+    # The written-out gradient broadcasts one value per input channel over the whole group.
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(2, 3, 4, 5))
+    base[:, :, 2, :] = 0.0  # input channel 2 removed
+    with float64():
+        kernel = keras.Variable(base, dtype="float64")
+        gradient, = gradient_numpy(lambda: group_lasso(kernel), [kernel])
+        step, numeric = 1e-6, np.zeros_like(base)
+        for index in np.ndindex(base.shape):
+            if index[2] == 2:
+                continue  # not differentiable there: the subgradient 0 is checked below
+            plus, minus = base.copy(), base.copy()
+            plus[index] += step
+            minus[index] -= step
+            numeric[index] = (numpy_group_lasso(plus) - numpy_group_lasso(minus)) / (2 * step)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-7)
+    assert np.all(gradient[:, :, 2, :] == 0.0)
+
+
 def test_gradient_is_finite_at_a_zero_group():
     kernel = keras.Variable([[0.0, 0.0], [0.3, -0.4], [0.0, 0.0]])
     gradient, = gradient_numpy(lambda: group_lasso(kernel), [kernel])
