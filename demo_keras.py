@@ -97,7 +97,8 @@ def train(config, data, on_progress=None):
                             loss=loss_name(data.task), metrics=[history.recorder])
 
     # The same tags as the TF demo's, per epoch, so one TensorBoard shows both demos.
-    events = EventWriter(run_dir, history, model, config, data.task, split, chief)
+    events = EventWriter(run_dir, history, model, config, data.task, split, chief,
+                         total_epochs=config.epochs + path.total_epochs)
     progress = ProgressBar(config.epochs + path.total_epochs)
     timing = {"seconds": 0.0, "steps": 0}
 

@@ -62,8 +62,8 @@ def train(config, data, on_progress=None):
     from common.penalties import penalty_value
     from common.report import ProgressBar, print_config
     from common.summary import Outcome, finish_run, finite_or_none
-    from common.tensorboard import (describe, write_final_metrics, write_kernel_pictures,
-                                    write_run_start, write_step_scalars)
+    from common.tensorboard import (describe, pictures_due, write_final_metrics,
+                                    write_kernel_pictures, write_run_start, write_step_scalars)
 
     wall_started = time.perf_counter()
     strategy = make_strategy(config.strategy)  # first: a multi-worker set-up precedes other ops
@@ -114,8 +114,9 @@ def train(config, data, on_progress=None):
         return loss, penalty
 
     @tf.function
-    def train_steps(num_steps):
-        """`num_steps` optimizer steps in one graph call; every step writes its scalars."""
+    def train_steps(num_steps, pictures):
+        """`num_steps` optimizer steps in one graph call; every step writes its scalars, the
+        call's end the pictures when `pictures` (common.tensorboard.pictures_due)."""
         loss, penalty = tf.constant(0.0), tf.constant(0.0)
         counts = tf.zeros([len(kernels)], tf.int32)
         for _ in tf.range(num_steps):
@@ -128,8 +129,8 @@ def train(config, data, on_progress=None):
                 write_step_scalars(loss, penalty, counts, names, config.threshold)
             if not tf.math.is_finite(loss + penalty):
                 break
-        if not config.no_pictures:  # once per call, every eval_every steps: the pictures
-            with writer.as_default(step=optimizer.iterations):
+        if pictures:  # name_scope(None): "kernels/inputs", not "cond/kernels/inputs"
+            with writer.as_default(step=optimizer.iterations), tf.compat.v1.name_scope(None):
                 write_kernel_pictures(kernels, names)
         return loss, penalty, counts
 
@@ -146,7 +147,9 @@ def train(config, data, on_progress=None):
         while steps_done() < end:
             done = steps_done()
             started = time.perf_counter()
-            loss, penalty, counts = train_steps(tf.constant(min(config.eval_every, end - done)))
+            size = min(config.eval_every, end - done)
+            pictures = not config.no_pictures and pictures_due(done, done + size, total)
+            loss, penalty, counts = train_steps(tf.constant(size), tf.constant(pictures))
             loss, penalty = float(loss), float(penalty)  # waits for the graph call to end
             if done > 0:  # the first call also traces the graph: keep it out of the timing
                 timing["seconds"] += time.perf_counter() - started
@@ -173,7 +176,8 @@ def train(config, data, on_progress=None):
         train_steps = tf.function(train_steps.python_function)
 
     path = PathRun(config, data, model)  # with --path: lambda 0 until the path starts
-    progress = ProgressBar(total_steps + path.total_epochs * batches.steps_per_epoch)
+    total = total_steps + path.total_epochs * batches.steps_per_epoch
+    progress = ProgressBar(total)
     with stop_on_signals() as shield:
         try:
             path.train(lambda epochs: train_for(epochs * batches.steps_per_epoch),

@@ -3,14 +3,16 @@
     tensorboard --logdir summaries
 
 Scalars (every step in the TF demo, every epoch in the Keras demo): `loss`, `reg_loss`,
-`neurons`, `units/<layer>`; `test/*` (or `val/*` with --path) every --eval-every. Every
---eval-every as well: `group_norms/<layer>` (Distributions: rows collapsing to zero) and
-`kernels/<layer>` (Images: |W| with one row per unit; a removed unit is a black row). Once:
+`neurons`, `units/<layer>`; `test/*` (or `val/*` with --path) every --eval-every. About 20
+times a run, at the end of an --eval-every chunk and always at the end of training:
+`group_norms/<layer>` (Distributions: rows collapsing to zero) and `kernels/<layer>`
+(Images: |W| with one row per unit; a removed unit is a black row). Once:
 the settings as text, a custom-scalars chart of the units, and an HParams trial named by
 the run folder, whose metrics (`final/*`) are written at the end.
 """
 
 import dataclasses
+import math
 
 from common.counting import unit_names
 from common.model import metric_name
@@ -20,6 +22,19 @@ HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", 
            "l1", "l1_layers", "l2", "adaptive", "mcp", "threshold", "solver", "freeze_zeros",
            "seed", "finetune", "retrain", "patience", "preset", "strategy", "path",
            "val_fraction", "path_points", "path_epochs", "select", "max_units", "layer_scaling")
+
+
+# TensorBoard shows 10 images per tag (its --samples_per_plugin default): a picture every
+# chunk (60 of them in the default TF run, 100 in the Keras one) cost 5 % of every step.
+PICTURES_PER_RUN = 20
+
+
+def pictures_due(done, end, total):
+    """Whether a chunk that trained steps (or epochs) done+1 .. end, of `total` in the run,
+    ends with the pictures: the chunk that crosses a multiple of total / PICTURES_PER_RUN,
+    and the run's last chunk."""
+    spacing = max(1, math.ceil(total / PICTURES_PER_RUN))
+    return end >= total or end // spacing > done // spacing
 
 
 def describe(threshold):
@@ -161,7 +176,8 @@ class EventWriter:
     so it writes one point per data epoch, the evaluations, and the pictures once a chunk.
     """
 
-    def __init__(self, run_dir, history, model, config, task, split, chief=True):
+    def __init__(self, run_dir, history, model, config, task, split, chief=True,
+                 total_epochs=None):
         import tensorflow as tf
 
         from common.counting import unit_kernels
@@ -170,6 +186,7 @@ class EventWriter:
         self.kernels = unit_kernels(model)
         self.names = unit_names(len(self.kernels))
         self.threshold, self.pictures = config.threshold, not config.no_pictures
+        self.total_epochs = total_epochs or config.epochs  # the pictures' spacing
         self.writer = (tf.summary.create_file_writer(str(run_dir)) if chief
                        else tf.summary.create_noop_writer())
         self.epochs_written = self.tests_written = 0
@@ -180,13 +197,15 @@ class EventWriter:
 
         epochs = self.history.epoch_records[self.epochs_written:]
         tests = self.history.test_records[self.tests_written:]
+        pictures = self.pictures and bool(epochs) and pictures_due(
+            self.epochs_written, self.epochs_written + len(epochs), self.total_epochs)
         self.epochs_written += len(epochs)
         self.tests_written += len(tests)
         if epochs:  # one graph call for the whole chunk: eager writes cost ~0.4 ms each
             steps, losses, penalties, units = zip(*epochs)
             self._write_epochs(tf.constant(steps, tf.int64), tf.constant(losses, tf.float32),
                                tf.constant(penalties, tf.float32),
-                               tf.constant(units, tf.int32))
+                               tf.constant(units, tf.int32), tf.constant(pictures))
         description = describe(self.threshold)[self.split]
         with self.writer.as_default():
             for epoch, metrics in tests:
@@ -194,22 +213,23 @@ class EventWriter:
                     tf.summary.scalar(f"{self.split}/{name}", value, step=epoch,
                                       description=description)
 
-    def _write_epochs(self, steps, losses, penalties, units):
+    def _write_epochs(self, steps, losses, penalties, units, pictures):
         import tensorflow as tf
 
         if not hasattr(self, "_graph"):
             @tf.function(reduce_retracing=True)
-            def graph(steps, losses, penalties, units):
+            def graph(steps, losses, penalties, units, pictures):
                 with self.writer.as_default():
                     for index in tf.range(tf.shape(steps)[0]):
                         with tf.compat.v1.name_scope(None):  # "neurons", not "while/neurons"
                             write_step_scalars(losses[index], penalties[index], units[index],
                                                self.names, self.threshold, step=steps[index])
-                    if self.pictures:
-                        write_kernel_pictures(self.kernels, self.names, step=steps[-1])
+                    if pictures:
+                        with tf.compat.v1.name_scope(None):  # not "cond/kernels/..."
+                            write_kernel_pictures(self.kernels, self.names, step=steps[-1])
 
             self._graph = graph
-        self._graph(steps, losses, penalties, units)
+        self._graph(steps, losses, penalties, units, pictures)
 
     def callback(self):
         import keras

@@ -39,6 +39,24 @@ def test_every_tag_has_one_value_per_step(short_run):
     assert f"| epochs | {EPOCHS} |" in config_text
 
 
+def test_pictures_about_twenty_times_and_at_the_last_step(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from common.tensorboard import PICTURES_PER_RUN
+
+    demo_tensorflow.main(["--epochs", "100", "--eval-every", "2", "--logdir", str(tmp_path)])
+    (run_dir,) = tmp_path.iterdir()
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    for tag in ["group_norms/inputs", "kernels/hidden_1"]:
+        steps = [event.step for event in accumulator.Tensors(tag)]
+        # Chunks of 2 steps: the one that reaches each multiple of 100 / 20 = 5 steps.
+        expected = [2 * -(-multiple // 2) for multiple in range(5, 101, 5)]
+        assert steps == expected and len(steps) == PICTURES_PER_RUN, tag
+    assert len(accumulator.Tensors("test/rmse")) == 50  # the evaluations stay every chunk
+
+
 def test_run_json_is_what_main_returned(short_run):
     logdir, summary = short_run
     (run_dir,) = logdir.iterdir()

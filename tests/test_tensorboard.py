@@ -16,7 +16,7 @@ from PIL import Image
 
 import demo_keras
 import demo_tensorflow
-from common.tensorboard import HPARAMS
+from common.tensorboard import HPARAMS, PICTURES_PER_RUN, pictures_due
 
 pytestmark = pytest.mark.slow  # two demo runs and a TensorBoard server
 EPOCHS = 150
@@ -129,3 +129,14 @@ def test_group_norms_and_kernel_images_with_blank_rows_for_removed_units(served)
         assert 0 < len(kept) < 13, "the test needs some inputs removed and some kept"
         for row in range(13):
             assert (image[row].max() == 0) == (row not in kept), (demo, row)
+
+
+@pytest.mark.parametrize("total, chunk", [(1500, 25), (1500, 15), (1537, 25), (60, 25), (7, 1)])
+def test_pictures_about_twenty_times_a_run_and_always_at_its_end(total, chunk):
+    ends = list(range(chunk, total, chunk)) + [total]
+    due = [end for done, end in zip([0] + ends, ends) if pictures_due(done, end, total)]
+    assert due[-1] == total
+    assert len(due) == min(len(ends), PICTURES_PER_RUN) or (
+        len(due) == PICTURES_PER_RUN + 1 and total % PICTURES_PER_RUN)  # the end, off-grid
+    gaps = np.diff([0] + due)
+    assert gaps.max() <= max(chunk, total / PICTURES_PER_RUN) + chunk  # evenly spread
