@@ -173,7 +173,7 @@ class EventWriter:
     """Keras demo: the TF demo's tags, per epoch, from a UnitHistory; use `callback()` in fit.
 
     It reads the history's whole records after each fit() epoch (a chunk of data epochs),
-    so it writes one point per data epoch, the evaluations, and the pictures once a chunk.
+    so it writes one point per data epoch, the evaluations, and the pictures (pictures_due).
     """
 
     def __init__(self, run_dir, history, model, config, task, split, chief=True,
