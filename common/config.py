@@ -286,8 +286,6 @@ def parse_config(argv=None, demo="tensorflow"):
     parser = build_parser(demo)
     argv = _attach_negative_numbers(parser, sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
-    if args.preset:
-        _apply_preset(parser, args, argv)
     values = vars(args)
     for name, layers in (("group_strength", "group_layers"), ("l1", "l1_layers")):
         given = list(values[name]) if isinstance(values[name], list) else [values[name]]
@@ -297,6 +295,8 @@ def parse_config(argv=None, demo="tensorflow"):
                          f"--hidden {' '.join(map(str, args.hidden))}), got {len(given)}")
         values[name] = max(given)
         values[layers] = tuple(given) if len(given) > 1 else None
+    if args.preset:  # after the strengths are one number each: the preset reads them
+        _apply_preset(parser, args, argv)
     if args.csv_path is not None:
         values["dataset"] = "csv"
     if values["dataset"] == "csv" and (args.csv_path is None or args.target is None):
@@ -382,9 +382,7 @@ def _apply_preset(parser, args, argv):
             setattr(args, name, value)
     if args.solver != "proximal" and "freeze_zeros" not in given:
         args.freeze_zeros = False  # --solver subgradient given: nothing to freeze
-    strengths = args.group_strength if isinstance(args.group_strength, list) else [
-        args.group_strength]
-    if "adaptive" not in given and max(strengths) == 0:
+    if "adaptive" not in given and args.group_strength == 0:
         args.adaptive = None  # an L1-only path: no group Lasso to weigh
 
 
