@@ -97,9 +97,9 @@ def train(config, data, on_progress=None):
                             loss=loss_name(data.task), metrics=[history.recorder])
 
     # The same tags as the TF demo's, per epoch, so one TensorBoard shows both demos.
-    events = EventWriter(run_dir, history, model, config, data.task, split, chief,
-                         total_epochs=config.epochs + path.total_epochs)
-    progress = ProgressBar(config.epochs + path.total_epochs)
+    total_epochs = config.epochs + path.total_epochs
+    events = EventWriter(run_dir, history, model, config, data.task, split, chief, total_epochs)
+    progress = ProgressBar(total_epochs)
     timing = {"seconds": 0.0, "steps": 0}
 
     def before_chunk(fit_epoch, logs):
