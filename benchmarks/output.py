@@ -83,7 +83,8 @@ def plot(results, path):
     variant_markers = {"adaptive": "P", "per-layer": "D", "retrain": "v", "combination": "X",
                        "mcp": "^", "mcp per-layer": "s", "relaxed": "h",
                        "relaxed adaptive": "p", "relaxed per-layer": "d",
-                       "relaxed combination": "H"}
+                       "relaxed combination": "H", "relaxed cv": "8",
+                       "relaxed adaptive cv": "<"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:

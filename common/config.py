@@ -24,6 +24,7 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 # to 93.4). Nothing here was chosen on the test split. Flags given explicitly win.
 PRESETS = {"compact": dict(path=True, solver="proximal", adaptive=1.0, finetune=1000,
                            patience=50)}
+MAX_FOLDS = 20  # --cv: each fold holds out 1/K of the training rows
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.
 DEFAULT_EPOCHS = {"tensorflow": 1500, "keras": 2500}
@@ -67,6 +68,7 @@ class Config:
     path_epochs: int | None = None  # path: epochs per point; None: epochs // 15, at least 1
     select: str = "1se"  # path: 1se (fewest units within one SE of the best) or min (best)
     max_units: int | None = None  # path: the best point with at most this many active units
+    cv: int | None = None  # path: choose by K-fold cross-validation (each fold holds out 1/K)
     no_pictures: bool = False  # no group-norm histograms and kernel images in TensorBoard
     no_show: bool = False  # Keras demo: never open a plot window
     save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
@@ -127,6 +129,13 @@ def _fraction(text):
     value = _non_negative_float(text)
     if not 0 < value <= 0.5:
         raise argparse.ArgumentTypeError(f"must be above 0 and at most 0.5, got {text}")
+    return value
+
+
+def _folds(text):
+    value = _whole_number(text)
+    if not 2 <= value <= MAX_FOLDS:
+        raise argparse.ArgumentTypeError(f"must be between 2 and {MAX_FOLDS}, got {value}")
     return value
 
 
@@ -268,6 +277,10 @@ def build_parser(demo):
     add("--max-units", type=_positive_int,
         help="--path: the best validation metric among points with at most this many "
         "active units (inputs included)")
+    add("--cv", type=_folds, metavar="K",
+        help="--path: choose lambda by K-fold cross-validation: the run's own validation "
+        "split (1/K of the training rows) is one fold, the path runs again on each other "
+        "fold, and the 1-SE rule reads all training rows once (K times the path's time)")
     add("--no-pictures", action="store_true",
         help="write no group-norm histograms and kernel images to TensorBoard (very wide "
         "layers make large images)")
@@ -337,7 +350,7 @@ def parse_config(argv=None, demo="tensorflow"):
 
 
 PATH_FLAGS = ("--val-fraction", "--path-points", "--path-lambdas", "--path-epochs", "--select",
-              "--max-units")
+              "--max-units", "--cv")
 
 
 def _check_path(parser, args, argv):
@@ -363,6 +376,11 @@ def _check_path(parser, args, argv):
                      f"({smallest} units: one input and one unit per hidden layer)")
     if args.strategy != "none":
         parser.error("--path runs on one device; drop --strategy")
+    if args.cv is not None:
+        if "--val-fraction" in given:
+            parser.error(f"--cv {args.cv} holds out 1/{args.cv} of the training rows in each "
+                         "fold; drop --val-fraction")
+        args.val_fraction = 1 / args.cv
     if not any(word == "--solver" or word.startswith("--solver=") for word in argv) \
             and not args.preset:
         args.solver = "proximal"  # exact zeros: the path's counts need no threshold

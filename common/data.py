@@ -256,13 +256,51 @@ def _carve_validation(name, x_train, y_train, task, seed, fraction):
                             stratify=stratify)
 
 
+def fold_datasets(data, folds, seed):
+    """--cv: the other folds-1 folds of `data`, whose validation split is the first fold.
+    Each holds out an equal share of data.x_train (stratified by class for classification)
+    and trains on the rest, the first fold's rows included; the test split is left out."""
+    import dataclasses
+
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    rows = np.arange(len(data.x_train))
+    if folds == 2:
+        held_out = [rows]
+    else:
+        stratified = data.task == "classification"
+        if stratified:
+            classes, counts = np.unique(data.y_train, return_counts=True)
+            if counts.min() < folds - 1:
+                raise DataError(f"data set {data.name!r}: class {classes[np.argmin(counts)]} "
+                                f"has {counts.min()} training rows, too few to appear in "
+                                f"each of --cv {folds}'s folds")
+        splitter = (StratifiedKFold if stratified else KFold)(folds - 1, shuffle=True,
+                                                              random_state=seed + 2)
+        held_out = [part for _, part in splitter.split(data.x_train, data.y_train)]
+    datasets = []
+    for part in held_out:
+        if len(part) < MIN_VALIDATION_ROWS:
+            raise DataError(f"data set {data.name!r}: --cv {folds} leaves {len(part)} rows in a "
+                            f"fold; a validation split needs at least {MIN_VALIDATION_ROWS}")
+        kept = np.setdiff1d(rows, part)
+        datasets.append(dataclasses.replace(
+            data, x_train=np.concatenate([data.x_train[kept], data.x_val]),
+            y_train=np.concatenate([data.y_train[kept], data.y_val]),
+            x_val=data.x_train[part], y_val=data.y_train[part], x_test=None, y_test=None))
+    return datasets
+
+
 def load_or_exit(config):
     """load_dataset for a Config; bad data ends the program with one sentence and exit code 2."""
     import sys
 
     try:
-        return load_dataset(config.dataset, config.seed, config.csv_path, config.target,
+        data = load_dataset(config.dataset, config.seed, config.csv_path, config.target,
                             config.val_fraction if config.uses_validation else None)
+        if config.cv:  # the folds can be carved: said now, not after the run's own path
+            fold_datasets(data, config.cv, config.seed)
+        return data
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -17,6 +17,7 @@ the best for two points.
 
 import dataclasses
 import math
+import sys
 
 import keras
 import numpy as np
@@ -191,18 +192,22 @@ def select_point(records, task, rule="1se", max_units=None):
                                           -records[index]["lambda"])), "1se"
 
 
-def finish_path(model, points, data, config, ended):
-    """Load the selected point's weights into `model`; the run.json fields of the path."""
+def finish_path(model, points, data, config, ended, chosen_from=None):
+    """Load the selected point's weights into `model`; the run.json fields of the path.
+    `chosen_from`: the records to choose among instead of the points' own (--cv's pooled
+    records, one per point index)."""
     records = [point.as_dict() for point in points]
     if not records:
         return {"path": [], "path_ended": ended, "selected": None}
-    index, rule = select_point(records, data.task, config.select, config.max_units)
+    scored = chosen_from or records
+    index, rule = select_point(scored, data.task, config.select, config.max_units)
     model.set_weights(points[index].weights)
     metric = metric_name(data.task)
     return {"path": records, "path_ended": ended, "path_epochs": path_epochs(config),
-            "selected": {"index": index, "rule": rule, "lambda": points[index].lam,
-                         "val_" + metric: points[index].val_metric,
-                         "val_se": points[index].val_se}}
+            "selected": {"index": index, "rule": rule + (f", {config.cv}-fold cross-validation"
+                                                         if chosen_from else ""),
+                         "lambda": points[index].lam, "val_" + metric: scored[index]["val_metric"],
+                         "val_se": scored[index]["val_se"]}}
 
 
 class PathRun:
@@ -217,6 +222,7 @@ class PathRun:
     def __init__(self, config, data, model):
         self.config, self.data, self.model = config, data, model
         self.points, self.ended, self.stages = [], "not started", {}
+        self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
         self.scale = attach_scale(model) if config.path else None
         num_points = len(config.path_lambdas or ()) or config.path_points
         self.total_epochs = num_points * path_epochs(config) if config.path else 0
@@ -261,6 +267,21 @@ class PathRun:
         self.ended = "interrupted"  # until run_path returns
         self.ended = run_path(self.model, self.data, self.config, self.scale, train_epochs,
                               self.points, lambdas, on_point)
+        if self.config.cv and self.ended != "diverged" and len(self.points) > 1:
+            self.cross_validate(lambdas[:len(self.points) - 1])
+
+    def cross_validate(self, lambdas):
+        """--cv: the same lambdas on each other fold (common/crossval.py), in turn."""
+        from common.crossval import fold_path
+        from common.data import fold_datasets
+
+        self.folds = [(self.points, len(self.data.x_val))]
+        others = fold_datasets(self.data, self.config.cv, self.config.seed)
+        for number, fold in enumerate(others, start=2):
+            print(f"cross-validation: fold {number} of {self.config.cv}, {len(lambdas)} "
+                  f"lambdas on {len(fold.x_train)} rows, scored on {len(fold.x_val)}",
+                  file=sys.stderr, flush=True)
+            self.folds.append((fold_path(self.config, fold, lambdas), len(fold.x_val)))
 
     def finish(self):
         """The run.json fields of the path; the model then holds the selected weights."""
@@ -269,5 +290,17 @@ class PathRun:
         stages = {**self.stages, "layer_group_strengths": strengths} if self.stages else {}
         if not self.config.path:
             return stages
-        return {**stages, **finish_path(self.model, self.points, self.data, self.config,
-                                        self.ended)}
+        cv, pooled = {}, None
+        if self.config.cv:
+            from common.crossval import cv_records
+
+            done = len(self.folds)
+            cv = {"cv": {"folds": self.config.cv, "folds_done": done,
+                         "fold_rows": [rows for _, rows in self.folds]}}
+            if done == self.config.cv:
+                pooled = cv_records(self.data.task, self.folds)
+                cv["cv"]["records"] = pooled
+            else:  # interrupted (or the path diverged): its own validation split chooses
+                cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
+        return {**stages, **cv, **finish_path(self.model, self.points, self.data, self.config,
+                                              self.ended, pooled)}

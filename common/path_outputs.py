@@ -40,9 +40,10 @@ def write_path_csv(records, path, metric):
                              f"{record['val_metric']:.6g}", f"{record['val_se']:.6g}"])
 
 
-def plot_path(records, selected, path, metric, title):
+def plot_path(records, selected, path, metric, title, pooled=None):
     """Keras demo: validation metric (± SE) against active units, the chosen point marked;
-    and active units per layer against lambda."""
+    and active units per layer against lambda. `pooled`: --cv's records, drawn beside the
+    run's own split (mean units of the folds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,16 +53,23 @@ def plot_path(records, selected, path, metric, title):
                                                      constrained_layout=True)
     metric_axis.errorbar([record["total_units"] for record in records],
                          [record["val_metric"] for record in records],
-                         yerr=[record["val_se"] for record in records], fmt="o-", capsize=3)
+                         yerr=[record["val_se"] for record in records], fmt="o-", capsize=3,
+                         label="this run's validation split")
+    if pooled:
+        metric_axis.errorbar([record["total_units"] for record in pooled],
+                             [record["val_metric"] for record in pooled],
+                             yerr=[record["val_se"] for record in pooled], fmt="s--", capsize=3,
+                             label=f"all {len(pooled[0]['fold_val_metrics'])} folds")
     lambdas = [record["lambda"] for record in records]
     layers = list(zip(*[[record["units"]["inputs"], *record["units"]["hidden"]]
                         for record in records]))
     for name, counts in zip(unit_names(len(layers)), layers):
         units_axis.plot(lambdas, counts, "o-", label=name)
     if selected is not None:
-        chosen = records[selected["index"]]
+        chosen = (pooled or records)[selected["index"]]
         metric_axis.plot(chosen["total_units"], chosen["val_metric"], "r*", markersize=16,
                          label=f"selected ({selected['rule']})")
+    if selected is not None or pooled:
         metric_axis.legend()
         units_axis.axvline(chosen["lambda"], color="red", linestyle=":", label="selected")
     metric_axis.set_xlabel("active units (inputs included)")
@@ -83,5 +91,6 @@ def path_files(chosen, run_dir, metric, config):
     title = (f"{config.dataset}: lambda path of {len(chosen['path']) - 1} points, "
              f"{chosen['path_ended']}")
     return [(run_dir / "path.csv", lambda file: write_path_csv(chosen["path"], file, metric)),
-            (run_dir / "path.png", lambda file: plot_path(chosen["path"], chosen["selected"],
-                                                          file, metric, title))]
+            (run_dir / "path.png", lambda file: plot_path(
+                chosen["path"], chosen["selected"], file, metric, title,
+                (chosen.get("cv") or {}).get("records")))]

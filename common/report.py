@@ -110,17 +110,24 @@ def print_report(summary, run_dir, footer=()):
 
 def print_path_table(summary):
     """One line per point of a path: lambda, units per layer, parameters, validation
-    metric ± SE; the selected point marked with an arrow."""
+    metric ± SE (with --cv, then the folds' pooled metric ± SE and mean units); the
+    selected point marked with an arrow."""
     metric = metric_name(summary["dataset"]["task"])
     selected = (summary.get("selected") or {}).get("index")
+    pooled = (summary.get("cv") or {}).get("records") or []
     print(f"  path ({summary['path_ended']}):")
-    print(f"     {'lambda':>9}  {'units':<14} {'params':>6}  validation {metric}")
+    folds = f"   {summary['cv']['folds']} folds: {metric}, mean units" if pooled else ""
+    print(f"     {'lambda':>9}  {'units':<14} {'params':>6}  validation {metric}{folds}")
     for record in summary["path"]:
         units = "-".join(str(count) for count in [record["units"]["inputs"],
                                                    *record["units"]["hidden"]])
         mark = "→" if record["index"] == selected else " "
+        fold = ""
+        if record["index"] < len(pooled):
+            cv = pooled[record["index"]]
+            fold = f"   {cv['val_metric']:.4f} ± {cv['val_se']:.4f}, {cv['total_units']:.1f}"
         print(f"   {mark} {record['lambda']:9.3e}  {units:<14} {record['params']:>6}  "
-              f"{record['val_metric']:.4f} ± {record['val_se']:.4f}")
+              f"{record['val_metric']:.4f} ± {record['val_se']:.4f}{fold}")
     if selected is not None:
         print(f"  selected by the {summary['selected']['rule']} rule; the test split is read "
               "once, for this network only")

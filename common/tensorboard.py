@@ -147,7 +147,7 @@ def write_kernel_pictures(kernels, names, step=None):
 
 
 def write_final_metrics(writer, summary, step):
-    """The HParams metrics of the run, at its last step."""
+    """The HParams metrics of the run, at its last step (and --cv's pooled path)."""
     import tensorflow as tf
 
     metric = metric_name(summary["dataset"]["task"])
@@ -165,6 +165,11 @@ def write_final_metrics(writer, summary, step):
         for tag, value in values.items():
             if value is not None:
                 tf.summary.scalar(tag, value)
+    # --cv: the folds' pooled metric and mean units by point index, beside path/val_*.
+    for record in (summary.get("cv") or {}).get("records") or []:
+        with writer.as_default(step=record["index"]):
+            tf.summary.scalar(f"path/cv_val_{metric}", record["val_metric"])
+            tf.summary.scalar("path/cv_units", record["total_units"])
     writer.flush()
 
 

@@ -97,6 +97,10 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     (["--target", "y"], "--target names a column of --csv PATH"),
     (["--save-model", "/no/such/dir/m.keras"], "the folder /no/such/dir does not exist"),
     (["--logdir", "/proc/no-such-run-folder"], "--logdir /proc/no-such-run-folder: cannot write"),
+    (["--cv", "5"], "--cv belongs to --path; add --path or drop it"),
+    (["--path", "--cv", "1"], "--cv: must be between 2 and 20, got 1"),
+    (["--path", "--cv", "5", "--val-fraction", "0.3"],
+     "--cv 5 holds out 1/5 of the training rows in each fold; drop --val-fraction"),
 ])
 def test_bad_input_is_one_line_pointing_to_help(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -214,3 +218,9 @@ def test_per_layer_strengths_and_the_new_stages_fill_the_config():
     assert mcp.mcp == 3.0 and {r.mcp_gamma for r in make_regularizer(mcp)} == {3.0}
     plain = parse_config([])
     assert plain.group_layers is None and plain.adaptive is None and not plain.uses_validation
+
+
+def test_cv_holds_out_one_fold_of_the_training_rows():
+    config = parse_config(["--path", "--cv", "4"])
+    assert config.cv == 4 and config.val_fraction == 0.25 and config.uses_validation
+    assert parse_config(["--path"]).cv is None

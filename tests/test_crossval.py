@@ -1,0 +1,154 @@
+"""--cv: the folds, the pooled scores against NumPy on all their rows, and both demos."""
+
+import json
+
+import numpy as np
+import pytest
+
+import demo_keras
+import demo_tensorflow
+from common.config import parse_config
+from common.crossval import pooled
+from common.data import DataError, fold_datasets, load_dataset
+from common.path import select_point
+from tests.helpers import read_scalars
+
+pytestmark = pytest.mark.backends
+
+
+def numpy_rmse_and_se(squared):
+    """RMSE of rows with these squared errors and its delta-method SE, in float64."""
+    squared = np.asarray(squared, np.float64)
+    rmse = np.sqrt(squared.mean())
+    return rmse, squared.std(ddof=1) / np.sqrt(len(squared)) / (2 * rmse)
+
+
+def test_pooled_folds_are_one_split_of_all_their_rows():
+    rng = np.random.default_rng(0)
+    # Folds of different sizes and error levels, as the folds of a path differ.
+    folds = [rng.gamma(2.0, scale, size) ** 2 for scale, size in
+             [(1.0, 76), (3.0, 75), (0.5, 76), (2.0, 40)]]
+    scores = [(*numpy_rmse_and_se(squared), len(squared)) for squared in folds]
+    rmse, se = pooled("regression", scores)
+    expected = numpy_rmse_and_se(np.concatenate(folds))
+    assert rmse == pytest.approx(expected[0], rel=1e-12)
+    assert se == pytest.approx(expected[1], rel=1e-9)
+    hits = [rng.random(size) < p for p, size in [(0.9, 270), (0.97, 269), (0.8, 100)]]
+    accuracy, se = pooled("classification", [(h.mean(), None, len(h)) for h in hits])
+    everything = np.concatenate(hits)
+    assert accuracy == pytest.approx(everything.mean(), rel=1e-12)
+    assert se == pytest.approx(np.sqrt(everything.mean() * (1 - everything.mean())
+                                       / len(everything)), rel=1e-12)
+
+
+def rows_of(x):
+    return {row.tobytes() for row in np.asarray(x)}
+
+
+@pytest.mark.parametrize("name, folds", [("boston", 5), ("digits", 4), ("boston", 2)])
+def test_folds_cut_the_training_rows_into_disjoint_held_out_parts(name, folds):
+    data = load_dataset(name, seed=3, val_fraction=1 / folds)
+    others = fold_datasets(data, folds, seed=3)
+    assert len(others) == folds - 1
+    everything = rows_of(np.concatenate([data.x_train, data.x_val]))
+    held_out = [rows_of(data.x_val)] + [rows_of(fold.x_val) for fold in others]
+    assert sum(len(part) for part in held_out) == len(everything)  # disjoint ...
+    assert set().union(*held_out) == everything  # ... and together every training row
+    sizes = [len(data.x_val)] + [len(fold.x_val) for fold in others]
+    assert max(sizes) - min(sizes) <= 1
+    for fold in others:
+        assert rows_of(fold.x_train) == everything - rows_of(fold.x_val)
+        assert fold.x_test is None and fold.y_test is None  # the test split is not theirs
+        assert len(fold.x_train) == len(fold.y_train) and len(fold.x_val) == len(fold.y_val)
+        if data.task == "classification":  # stratified: every class in every fold
+            assert set(np.unique(fold.y_val)) == set(np.unique(data.y_train))
+
+
+def test_folds_too_small_are_one_sentence():
+    data = load_dataset("boston", seed=0, val_fraction=0.05)
+    tiny = data.__class__(**{**data.__dict__, "x_train": data.x_train[:30],
+                             "y_train": data.y_train[:30]})
+    with pytest.raises(DataError, match="--cv 5 leaves 8 rows in a fold; a validation split needs at least 10"):
+        fold_datasets(tiny, 5, seed=0)
+
+
+def check_cross_validated_choice(summary, folds):
+    cv, path, selected = summary["cv"], summary["path"], summary["selected"]
+    assert cv["folds"] == cv["folds_done"] == folds and len(cv["fold_rows"]) == folds
+    records = cv["records"]
+    assert 1 <= len(records) <= len(path)
+    rows = np.asarray(cv["fold_rows"], np.float64)
+    for record, own in zip(records, path):
+        fold_metrics = np.asarray(record["fold_val_metrics"], np.float64)
+        assert fold_metrics[0] == own["val_metric"]  # the run's own split is the first fold
+        # Pooled RMSE: the root of the rows' mean squared error over all folds.
+        assert record["val_metric"] == pytest.approx(
+            np.sqrt(np.sum(rows * fold_metrics ** 2) / rows.sum()), rel=1e-9)
+        assert record["lambda"] == own["lambda"]
+        assert record["total_units"] == pytest.approx(np.mean(record["fold_total_units"]))
+    index, rule = select_point(records, "regression")
+    assert selected["index"] == index and selected["rule"] == f"1se, {folds}-fold cross-validation"
+    assert summary["units_after"] == path[index]["units"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
+                                  demo_keras])
+def test_both_demos_choose_on_the_pooled_folds(tmp_path, demo):
+    summary = demo.main(["--path", "--cv", "3", "--epochs", "100", "--path-epochs", "25",
+                         "--path-points", "4", "--no-show", "--logdir", str(tmp_path)])
+    assert summary["status"] == "completed"
+    check_cross_validated_choice(summary, 3)
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["cv"] == summary["cv"]
+    # TensorBoard: the pooled curve by point index, read back from the event files.
+    curve = read_scalars(run_dir)["path/cv_val_rmse"]
+    records = summary["cv"]["records"]
+    assert [step for step, _ in curve] == [record["index"] for record in records]
+    assert [value for _, value in curve] == pytest.approx(
+        [record["val_metric"] for record in records], rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow_only
+def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
+    from tests.test_path import WatchedDataset
+
+    events = []
+    monkeypatch.setattr(WatchedDataset, "events", events)  # the folds' copies log here too
+    import common.path
+
+    finish_path = common.path.finish_path
+    monkeypatch.setattr(common.path, "finish_path",
+                        lambda *args, **kwargs: events.append("selected") or
+                        finish_path(*args, **kwargs))
+    config = parse_config(["--path", "--cv", "3", "--epochs", "50", "--path-epochs", "25",
+                           "--path-points", "3", "--logdir", str(tmp_path)])
+    plain = load_dataset("boston", seed=0, val_fraction=1 / 3)
+    data = WatchedDataset(**{field: getattr(plain, field) for field in plain.__dataclass_fields__})
+    summary = demo_tensorflow.train(config, data)
+    assert summary["cv"]["folds_done"] == 3
+    assert events[0] == "selected" and "test read" in events
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow_only
+def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monkeypatch):
+    import common.crossval
+
+    fold_path = common.crossval.fold_path
+    calls = []
+
+    def stopped_in_the_second_fold(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return fold_path(*args)
+
+    monkeypatch.setattr(common.crossval, "fold_path", stopped_in_the_second_fold)
+    summary = demo_tensorflow.main(["--path", "--cv", "3", "--epochs", "50", "--path-epochs",
+                                    "25", "--path-points", "3", "--logdir", str(tmp_path)])
+    assert summary["status"] == "interrupted"
+    assert summary["cv"]["folds_done"] == 2 and "records" not in summary["cv"]
+    assert "not every fold finished" in summary["cv"]["note"]
+    assert summary["selected"]["rule"] == "1se" and len(summary["path"]) >= 2
