@@ -41,7 +41,8 @@ def end_to_end(size, logdir):
     if not runs:
         return {}
     result = {"import_seconds_median": import_seconds(runs)}
-    for script in ["demo_tensorflow.py", "demo_keras.py"]:
+    # plain_keras.py: the Keras demo's peer without this repository, the floor of its time.
+    for script in ["demo_tensorflow.py", "demo_keras.py", "benchmarks/plain_keras.py"]:
         walls, peaks = [], []
         for _ in range(runs):
             started = time.perf_counter()

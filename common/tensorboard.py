@@ -21,7 +21,8 @@ from common.model import metric_name
 HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",
            "l1", "l1_layers", "l2", "adaptive", "mcp", "threshold", "solver", "freeze_zeros",
            "seed", "finetune", "retrain", "patience", "preset", "strategy", "path",
-           "val_fraction", "path_points", "path_epochs", "select", "max_units", "layer_scaling")
+           "val_fraction", "path_points", "path_epochs", "select", "max_units", "cv",
+           "layer_scaling")
 
 
 # TensorBoard shows 10 images per tag (its --samples_per_plugin default): a picture every
@@ -95,17 +96,51 @@ def write_run_start(writer, config, run_name, task, num_kernels):
                                              step=0)
 
 
+def step_scalar_tags(names, threshold):
+    """(tag, description) of the per-step scalars, in the order of their values: the data
+    loss, the penalty, the active units in total and per layer."""
+    text = describe(threshold)
+    return [("loss", text["loss"]), ("reg_loss", text["reg_loss"]),
+            ("neurons", text["neurons"])] + [(f"units/{name}", text["units"]) for name in names]
+
+
 def write_step_scalars(loss, penalty, counts, names, threshold, step=None):
     """The per-step scalars (call inside `writer.as_default`; works in a tf.function);
     `step` None: the writer's default step."""
     import tensorflow as tf
 
-    text = describe(threshold)
-    tf.summary.scalar("loss", loss, step=step, description=text["loss"])
-    tf.summary.scalar("reg_loss", penalty, step=step, description=text["reg_loss"])
-    tf.summary.scalar("neurons", tf.reduce_sum(counts), step=step, description=text["neurons"])
-    for index, name in enumerate(names):
-        tf.summary.scalar(f"units/{name}", counts[index], step=step, description=text["units"])
+    values = [loss, penalty, tf.reduce_sum(counts)] + [counts[index] for index in range(len(names))]
+    for (tag, description), value in zip(step_scalar_tags(names, threshold), values):
+        tf.summary.scalar(tag, value, step=step, description=description)
+
+
+def step_scalar_protos(records, names, threshold, described):
+    """The per-step scalars of `records` ((step, loss, penalty, units per layer) each) as
+    serialized Summary protos, one per record, as tf.summary.scalar writes them; a tag's
+    description (its metadata) only in its first record when `described` is False, since
+    TensorBoard reads a tag's metadata from its first value. Built in Python: no graph to
+    trace for them (common.tensorboard.EventWriter)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.compat.proto.types_pb2 import DT_FLOAT
+    from tensorboard.plugins.scalar.metadata import create_summary_metadata
+
+    tags = step_scalar_tags(names, threshold)
+    metadata = [create_summary_metadata(display_name=None, description=description)
+                for _, description in tags]
+    protos = []
+    for _, loss, penalty, units in records:
+        values = [loss, penalty, sum(units), *units]
+        summary = Summary()
+        for (tag, _), meta, value in zip(tags, metadata, values):
+            entry = summary.value.add(tag=tag, tensor=TensorProto(
+                dtype=DT_FLOAT, tensor_shape=TensorShapeProto(), float_val=[float(value)]))
+            if not described:
+                entry.metadata.CopyFrom(meta)
+        described = True
+        protos.append(summary.SerializeToString())
+    return protos
 
 
 def kernel_image(kernel):
@@ -195,6 +230,7 @@ class EventWriter:
         self.writer = (tf.summary.create_file_writer(str(run_dir)) if chief
                        else tf.summary.create_noop_writer())
         self.epochs_written = self.tests_written = 0
+        self._graph, self._described = None, False
         write_run_start(self.writer, config, run_dir.name, task, len(self.kernels))
 
     def write_new_records(self):
@@ -206,35 +242,34 @@ class EventWriter:
             self.epochs_written, self.epochs_written + len(epochs), self.total_epochs)
         self.epochs_written += len(epochs)
         self.tests_written += len(tests)
-        if epochs:  # one graph call for the whole chunk: eager writes cost ~0.4 ms each
-            steps, losses, penalties, units = zip(*epochs)
-            self._write_epochs(tf.constant(steps, tf.int64), tf.constant(losses, tf.float32),
-                               tf.constant(penalties, tf.float32),
-                               tf.constant(units, tf.int32), tf.constant(pictures))
-        description = describe(self.threshold)[self.split]
+        if epochs:
+            self._write_epochs(epochs)
         with self.writer.as_default():
+            if pictures:  # eagerly: about 20 times a run
+                write_kernel_pictures(self.kernels, self.names, step=epochs[-1][0])
+            description = describe(self.threshold)[self.split]
             for epoch, metrics in tests:
                 for name, value in metrics.items():
                     tf.summary.scalar(f"{self.split}/{name}", value, step=epoch,
                                       description=description)
 
-    def _write_epochs(self, steps, losses, penalties, units, pictures):
+    def _write_epochs(self, epochs):
+        """One graph call for the chunk's scalars (eager writes cost ~0.4 ms each), whose
+        Summary protos are built in Python: a graph of tf.summary.scalar calls took 0.6 s
+        to trace, more than all its calls in a default run."""
         import tensorflow as tf
 
-        if not hasattr(self, "_graph"):
+        protos = step_scalar_protos(epochs, self.names, self.threshold, self._described)
+        self._described = True
+        if self._graph is None:
             @tf.function(reduce_retracing=True)
-            def graph(steps, losses, penalties, units, pictures):
+            def graph(steps, protos):
                 with self.writer.as_default():
                     for index in tf.range(tf.shape(steps)[0]):
-                        with tf.compat.v1.name_scope(None):  # "neurons", not "while/neurons"
-                            write_step_scalars(losses[index], penalties[index], units[index],
-                                               self.names, self.threshold, step=steps[index])
-                    if pictures:
-                        with tf.compat.v1.name_scope(None):  # not "cond/kernels/..."
-                            write_kernel_pictures(self.kernels, self.names, step=steps[-1])
+                        tf.summary.experimental.write_raw_pb(protos[index], step=steps[index])
 
             self._graph = graph
-        self._graph(steps, losses, penalties, units, pictures)
+        self._graph(tf.constant([epoch[0] for epoch in epochs], tf.int64), tf.constant(protos))
 
     def callback(self):
         import keras

@@ -55,3 +55,11 @@ def test_smoke_run_writes_results_table_and_picture(tmp_path):
     assert table.count("\n| boston |") == len(rows)
     with Image.open(tmp_path / "sparsity.png") as image:
         assert image.format == "PNG" and image.width >= 600
+
+
+def test_the_keras_peer_of_the_end_to_end_row_runs(tmp_path):
+    """memory.py times benchmarks/plain_keras.py beside the demos: it must run as they do."""
+    result = run_script("benchmarks/plain_keras.py", "--logdir", str(tmp_path), "--no-show")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / "plain_keras.png") as image:
+        assert image.format == "PNG"

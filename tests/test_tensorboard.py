@@ -80,6 +80,14 @@ def test_both_demos_have_the_same_unit_charts(served):
         for tag in ["loss", "reg_loss", "units/inputs", "units/hidden_1", "units/hidden_2",
                     "test/rmse"]:
             assert get(base, "/data/plugin/scalars/scalars", run=run, tag=tag), (demo, tag)
+    # Each chart's description beside it, the same for both demos (the Keras demo writes a
+    # tag's description with its first value only: TensorBoard keeps the first).
+    tags = get(base, "/data/plugin/scalars/tags")
+    for tag, words in [("neurons", "active units, inputs included"),
+                       ("units/hidden_1", "active units of this layer"),
+                       ("loss", "without the penalty"), ("reg_loss", "group sparse penalty")]:
+        described = [tags[run][tag]["description"] for run in runs.values()]
+        assert words in described[0] and described[0] == described[1], (tag, described)
     layout = get(base, "/data/plugin/custom_scalars/layout")
     (chart,) = layout["category"][0]["chart"]
     assert chart["multiline"]["tag"] == ["^neurons$", "^units/inputs$", "^units/hidden_1$",
