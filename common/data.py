@@ -237,6 +237,12 @@ def _split_and_scale(name, x, y, names, task, seed, val_fraction=None):
                    y_val=targets(y_val))
 
 
+def _derived(seed, offset):
+    """Another seed from `seed`, inside scikit-learn's range 0 .. 2**32 - 1 (a seed at the top
+    of the range plus an offset would be refused with a traceback)."""
+    return (seed + offset) % 2**32
+
+
 def _carve_validation(name, x_train, y_train, task, seed, fraction):
     from sklearn.model_selection import train_test_split
 
@@ -252,7 +258,7 @@ def _carve_validation(name, x_train, y_train, task, seed, fraction):
             raise DataError(f"data set {name!r}: a validation split of {rows} rows cannot hold "
                             f"each of its {len(classes)} classes with some left for training")
         stratify = y_train
-    return train_test_split(x_train, y_train, test_size=rows, random_state=seed + 1,
+    return train_test_split(x_train, y_train, test_size=rows, random_state=_derived(seed, 1),
                             stratify=stratify)
 
 
@@ -276,7 +282,7 @@ def fold_datasets(data, folds, seed):
                                 f"has {counts.min()} training rows, too few to appear in "
                                 f"each of --cv {folds}'s folds")
         splitter = (StratifiedKFold if stratified else KFold)(folds - 1, shuffle=True,
-                                                              random_state=seed + 2)
+                                                              random_state=_derived(seed, 2))
         held_out = [part for _, part in splitter.split(data.x_train, data.y_train)]
     datasets = []
     for part in held_out:

@@ -152,3 +152,12 @@ def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monke
     assert summary["cv"]["folds_done"] == 2 and "records" not in summary["cv"]
     assert "not every fold finished" in summary["cv"]["note"]
     assert summary["selected"]["rule"] == "1se" and len(summary["path"]) >= 2
+
+
+def test_the_largest_seed_carves_a_validation_split_and_folds():
+    """--seed takes 0 .. 2**32 - 1; the validation split and the folds derive their own seeds
+    from it, which must stay in scikit-learn's range (seed + 1 at the top was a traceback)."""
+    from common.config import MAX_SEED
+
+    data = load_dataset("boston", seed=MAX_SEED, val_fraction=0.2)
+    assert len(fold_datasets(data, 5, seed=MAX_SEED)) == 4
