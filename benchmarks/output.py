@@ -84,7 +84,7 @@ def plot(results, path):
                        "mcp": "^", "mcp per-layer": "s", "relaxed": "h",
                        "relaxed adaptive": "p", "relaxed per-layer": "d",
                        "relaxed combination": "H", "relaxed cv": "8",
-                       "relaxed adaptive cv": "<"}
+                       "relaxed adaptive cv": "<", "compact": ">"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:

@@ -82,6 +82,15 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     assert compact.group_strength == 1e-3 and compact.finetune == 1000
     assert compact.patience == 50 and compact.uses_validation
     assert compact.adaptive == 1.0 and compact.layer_scaling == "none"
+    # Each point as long as the dense network, chosen on 5 folds (1/5 of the rows each).
+    assert compact.path_epochs == compact.epochs == 1500 and compact.cv == 5
+    assert compact.val_fraction == 0.2
+    assert parse_config(["--preset", "compact"], "keras").path_epochs == 2500
+    assert parse_config(["--preset", "compact", "--epochs", "300"]).path_epochs == 300
+    assert parse_config(["--preset", "compact", "--path-epochs", "50"]).path_epochs == 50
+    own_split = parse_config(["--preset", "compact", "--val-fraction", "0.3"])
+    assert own_split.cv is None and own_split.val_fraction == 0.3
+    assert parse_config(["--preset", "compact", "--cv", "3"]).val_fraction == 1 / 3
     l1_only = parse_config(["--preset", "compact", "--group", "0", "--l1", "1e-3"])
     assert l1_only.adaptive is None and l1_only.finetune == 1000
     mine = parse_config(["--preset", "compact", "--solver", "subgradient", "--select", "min"])
