@@ -95,10 +95,10 @@ def check_cross_validated_choice(summary, folds):
 @pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
                                   demo_keras])
 def test_both_demos_choose_on_the_pooled_folds(tmp_path, demo):
-    summary = demo.main(["--path", "--cv", "3", "--epochs", "100", "--path-epochs", "25",
-                         "--path-points", "4", "--no-show", "--logdir", str(tmp_path)])
+    summary = demo.main(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
+                         "--path-points", "3", "--no-show", "--logdir", str(tmp_path)])
     assert summary["status"] == "completed"
-    check_cross_validated_choice(summary, 3)
+    check_cross_validated_choice(summary, 2)
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["cv"] == summary["cv"]
     # TensorBoard: the pooled curve by point index, read back from the event files.
@@ -122,12 +122,12 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
     monkeypatch.setattr(common.path, "finish_path",
                         lambda *args, **kwargs: events.append("selected") or
                         finish_path(*args, **kwargs))
-    config = parse_config(["--path", "--cv", "3", "--epochs", "50", "--path-epochs", "25",
-                           "--path-points", "3", "--logdir", str(tmp_path)])
-    plain = load_dataset("boston", seed=0, val_fraction=1 / 3)
+    config = parse_config(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
+                           "--path-points", "2", "--logdir", str(tmp_path)])
+    plain = load_dataset("boston", seed=0, val_fraction=1 / 2)
     data = WatchedDataset(**{field: getattr(plain, field) for field in plain.__dataclass_fields__})
     summary = demo_tensorflow.train(config, data)
-    assert summary["cv"]["folds_done"] == 3
+    assert summary["cv"]["folds_done"] == 2
     assert events[0] == "selected" and "test read" in events
 
 
@@ -139,15 +139,15 @@ def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monke
     fold_path = common.crossval.fold_path
     calls = []
 
-    def stopped_in_the_second_fold(*args):
+    def stopped_in_the_third_fold(*args):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return fold_path(*args)
 
-    monkeypatch.setattr(common.crossval, "fold_path", stopped_in_the_second_fold)
+    monkeypatch.setattr(common.crossval, "fold_path", stopped_in_the_third_fold)
     summary = demo_tensorflow.main(["--path", "--cv", "3", "--epochs", "50", "--path-epochs",
-                                    "25", "--path-points", "3", "--logdir", str(tmp_path)])
+                                    "25", "--path-points", "2", "--logdir", str(tmp_path)])
     assert summary["status"] == "interrupted"
     assert summary["cv"]["folds_done"] == 2 and "records" not in summary["cv"]
     assert "not every fold finished" in summary["cv"]["note"]
