@@ -96,7 +96,7 @@ def check_cross_validated_choice(summary, folds):
                                   demo_keras])
 def test_both_demos_choose_on_the_pooled_folds(tmp_path, demo):
     summary = demo.main(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
-                         "--path-points", "3", "--no-show", "--logdir", str(tmp_path)])
+                         "--path-points", "2", "--no-show", "--logdir", str(tmp_path)])
     assert summary["status"] == "completed"
     check_cross_validated_choice(summary, 2)
     (run_dir,) = tmp_path.iterdir()
