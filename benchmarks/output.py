@@ -84,7 +84,8 @@ def plot(results, path):
                        "mcp": "^", "mcp per-layer": "s", "relaxed": "h",
                        "relaxed adaptive": "p", "relaxed per-layer": "d",
                        "relaxed combination": "H", "relaxed cv": "8",
-                       "relaxed adaptive cv": "<", "compact": ">"}
+                       "relaxed adaptive cv": "<", "compact": ">",
+                       "compact per-layer": "x"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:
