@@ -14,7 +14,7 @@ from common.config import parse_config
 from common.data import DataError, Dataset, load_dataset
 from common.model import build_model, make_optimizer, make_regularizer, metric_and_standard_error
 from common.path import attach_scale, lambda_grid, run_path, select_point, set_scale
-from tests.helpers import read_scalars
+from tests.helpers import full_batch_fit, read_scalars
 
 
 def record(index, lam, units, metric, se):
@@ -77,15 +77,14 @@ def small_path_setup(**overrides):
 @pytest.mark.backends
 def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
     config, data, model, scale = small_path_setup()
-    model.fit(data.x_train, data.y_train, epochs=60, batch_size=len(data.x_train), verbose=0)
+    full_batch_fit(model, data.x_train, data.y_train, 60)
     lambdas = lambda_grid(config, model, data)
     assert len(lambdas) == 5 and all(b > a > 0 for a, b in zip(lambdas, lambdas[1:]))
     starts, points = [], []
 
     def train_for(epochs):
         starts.append([np.array(weight) for weight in model.get_weights()])
-        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=len(data.x_train),
-                  verbose=0)
+        full_batch_fit(model, data.x_train, data.y_train, epochs)
 
     run_path(model, data, config, scale, train_for, points, lambdas)
     assert [point.lam for point in points][:len(starts) + 1] == [0.0, *lambdas][:len(points)]
@@ -130,13 +129,13 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
 def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
     """The grid's top end is where even the strongest group stays at zero."""
     config, data, model, scale = small_path_setup()
-    model.fit(data.x_train, data.y_train, epochs=60, batch_size=len(data.x_train), verbose=0)
+    full_batch_fit(model, data.x_train, data.y_train, 60)
     top = lambda_grid(config, model, data)[-1]
     dense = [np.array(weight) for weight in model.get_weights()]
     for lam, expect_empty in [(top * 1.5, True), (top * 1e-3, False)]:
         model.set_weights(dense)
         set_scale(model, scale, lam / config.group_strength)
-        model.fit(data.x_train, data.y_train, epochs=300, batch_size=len(data.x_train), verbose=0)
+        full_batch_fit(model, data.x_train, data.y_train, 300)
         counts = count_active_units(model, 0.0)
         if expect_empty:
             assert min(counts.inputs, *counts.hidden) == 0
