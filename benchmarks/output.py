@@ -85,7 +85,8 @@ def plot(results, path):
                        "relaxed adaptive": "p", "relaxed per-layer": "d",
                        "relaxed combination": "H", "relaxed cv": "8",
                        "relaxed adaptive cv": "<", "compact": ">",
-                       "compact per-layer": "x"}
+                       "compact 1x": "+", "compact 1x per-layer": "x",
+                       "compact 1x gamma 2": "1"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:
