@@ -241,7 +241,7 @@ def build_parser(demo):
         help="compact: --path with the proximal solver and --adaptive, each point trained "
         "3 x --epochs (--path-epochs) and fine-tuned before it is scored (--finetune 1000 "
         "--patience 50), lambda chosen by --cv 5: the smallest network the validation data "
-        "supports by the 1-SE rule (about 5 minutes on Boston)")
+        "supports by the 1-SE rule (about 5 minutes for demo_tensorflow.py on Boston)")
     add("--solver", choices=SOLVERS, default=defaults.solver,
         help="subgradient: the penalty in the loss, as the original; proximal: "
         "an exact proximal step after each Adam step, so dropped units are exactly zero")
