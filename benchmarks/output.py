@@ -86,7 +86,7 @@ def plot(results, path):
                        "relaxed combination": "H", "relaxed cv": "8",
                        "relaxed adaptive cv": "<", "compact": ">",
                        "compact 1x": "+", "compact 1x per-layer": "x",
-                       "compact 1x gamma 2": "1"}
+                       "compact 1x gamma 2": "1", "compact 20 points": "2"}
     for axis, dataset in zip(axes, SETUPS):
         rows = [row for row in results["sparsity"] if row["dataset"] == dataset]
         if not rows:

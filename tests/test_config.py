@@ -85,6 +85,7 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     # Each point three times as long as the dense network, chosen on 5 folds (1/5 of the
     # rows each).
     assert compact.epochs == 1500 and compact.path_epochs == 4500 and compact.cv == 5
+    assert compact.path_points == 40
     assert compact.val_fraction == 0.2
     assert parse_config(["--preset", "compact"], "keras").path_epochs == 7500
     assert parse_config(["--preset", "compact", "--epochs", "300"]).path_epochs == 900
