@@ -17,18 +17,18 @@ LAYER_SCALINGS = ("none", "lambda-max")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 # --preset compact: the smallest network the validation data supports: the lambda path (40
-# lambdas) with exact zeros and adaptive weights, each point trained three times as long as
-# the dense network (--epochs) and fine-tuned (1000 epochs, early stopping on validation) before it is
-# scored, and lambda chosen by 5-fold cross-validation. Its settings were chosen by the number
-# of units the 1-SE rule kept on all training rows (--cv 5, 5 seeds, a validation-only
+# lambdas) with exact zeros and adaptive weights, each point trained three times as long as the
+# dense network (--epochs) and fine-tuned (1000 epochs, early stopping on validation) before it
+# is scored, and lambda chosen by 5-fold cross-validation. Its settings were chosen by the
+# number of units the 1-SE rule kept on all training rows (--cv 5, 5 seeds, a validation-only
 # number): on Boston 100 epochs a point (--epochs / 15, the path's default) 32.6 of 48, 1000
-# epochs 21.6, 1500 (--epochs) 17.9, 4500 (3 x) 16.3; on DIGITS (inputs and hidden units)
-# 200 epochs (--epochs) 72.0 of 124, 600 (3 x) 66.8; 5 x, on one seed each, kept more (Boston
-# 18.6 against 17.2, DIGITS 72.4 against 66.4). Not taken, on Boston: no adaptive weights
-# 35.5, weights 1/||w||**2 21.1 against 17.9 (1 x epochs). --cv because one split's 76 rows
-# made the same picks spread from 9 to 39 units. 40 lambdas instead of 20 (at 3 x): Boston
-# 14.6 against 16.3, DIGITS 66.9 against 66.8. Nothing here was chosen on the test split.
-# Flags given explicitly win.
+# epochs 21.6, 1500 (--epochs) 17.9, 4500 (3 x) 16.3; on DIGITS (inputs and hidden units) 200
+# epochs (--epochs) 72.0 of 124, 600 (3 x) 66.8; 5 x, on one seed each, kept more (Boston 18.6
+# against 17.2, DIGITS 72.4 against 66.4). Not taken, on Boston: no adaptive weights 35.5,
+# weights 1/||w||**2 21.1 against 17.9 (1 x epochs). --cv because one split's 76 rows made the
+# same picks spread from 9 to 39 units. 40 lambdas instead of 20 (at 3 x): Boston 14.6 against
+# 16.3, DIGITS 66.9 against 66.8. Nothing here was chosen on the test split. Flags given
+# explicitly win.
 PRESETS = {"compact": dict(path=True, solver="proximal", adaptive=1.0, finetune=1000,
                            patience=50, path_epochs=lambda args: 3 * args.epochs,
                            path_points=40, cv=5)}

@@ -258,8 +258,7 @@ def test_group_mcp_with_per_weight_steps_is_one_local_linear_step():
 @pytest.mark.tensorflow_only
 def test_preset_compact_runs_the_relaxed_adaptive_path(tmp_path):
     """--preset compact end to end: adaptive weights from the dense start, every path point
-    fine-tuned before it is scored on validation, and the chosen
-    network fine-tuned."""
+    fine-tuned before it is scored on validation, and the chosen network fine-tuned."""
     import demo_tensorflow
 
     summary = demo_tensorflow.main(["--preset", "compact", "--epochs", "100", "--path-epochs",
