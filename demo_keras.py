@@ -52,10 +52,10 @@ def train(config, data, on_progress=None):
     from common.model import (build_model, evaluate, loss_name, make_optimizer,
                               make_regularizer, metric_name)
     from common.monitor import UnitHistory
-    from common.path import PathRun
     from common.path_outputs import path_files
     from common.pictures import plot_kernels
     from common.report import ProgressBar, print_config
+    from common.stages import PathRun
     from common.summary import Outcome, finish_run
     from common.tensorboard import EventWriter
 
@@ -132,7 +132,8 @@ def train(config, data, on_progress=None):
     outcome = Outcome("completed", 0, units_before, wall_started)
     with stop_on_signals() as shield:
         try:
-            path.train(train_epochs)  # the epochs, then --adaptive's stage and --path
+            # The epochs, then --adaptive's stage and --path (with --cv, its other folds).
+            path.train(train_epochs, on_chunk=raise_if_stopped)
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)

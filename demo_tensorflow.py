@@ -57,10 +57,10 @@ def train(config, data, on_progress=None):
     from common.lifecycle import raise_if_stopped, stop_on_signals, stop_status
     from common.model import (build_model, evaluate, is_proximal, make_optimizer,
                               make_regularizer, metric_name, row_losses)
-    from common.path import PathRun
     from common.path_outputs import write_point_summaries
     from common.penalties import penalty_value
     from common.report import ProgressBar, print_config
+    from common.stages import PathRun
     from common.summary import Outcome, finish_run, finite_or_none
     from common.tensorboard import (describe, pictures_due, write_final_metrics,
                                     write_kernel_pictures, write_run_start, write_step_scalars)
@@ -183,7 +183,7 @@ def train(config, data, on_progress=None):
             path.train(lambda epochs: train_for(epochs * batches.steps_per_epoch),
                        on_point=lambda point: write_point_summaries(
                            run_dir, writer, point, metric_name(data.task), steps_done()),
-                       on_penalty_change=retrace)
+                       on_penalty_change=retrace, on_chunk=raise_if_stopped)
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)

@@ -10,6 +10,8 @@ replicas' summed gradients equal the single-device ones.
 
 import dataclasses
 
+import numpy as np
+
 
 def batch_rows(num_rows, batch_size):
     """Rows in one training batch: `batch_size`, or every row when it is None or larger."""
@@ -19,6 +21,31 @@ def batch_rows(num_rows, batch_size):
 def count_epoch_steps(num_rows, batch_size):
     """Training steps in one pass over `num_rows` rows (the last batch may be smaller)."""
     return -(-num_rows // batch_rows(num_rows, batch_size))
+
+
+def batch_stream(seed, *stream):
+    """The random stream of one stage of one fold: NumPy's generator seeded by (seed, *stream),
+    e.g. (seed, stage, point, fold). Independent streams, all derived from the run's seed."""
+    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
+
+
+def epoch_indices(num_rows, batch_size, rng):
+    """The batches of one epoch as arrays of row indices. Full batch (batch_size None, or at
+    least num_rows): one batch of every row, in order, and nothing drawn from `rng`; otherwise
+    a fresh permutation of the rows cut into batches of batch_size, the last one shorter when
+    batch_size does not divide num_rows."""
+    batch = batch_rows(num_rows, batch_size)
+    if batch == num_rows:
+        return [np.arange(num_rows)]
+    order = rng.permutation(num_rows)
+    return [order[start:start + batch] for start in range(0, num_rows, batch)]
+
+
+def stage_indices(num_rows, batch_size, epochs, seed, *stream):
+    """Every batch of a stage of `epochs` epochs, as lists of index arrays, one list per
+    epoch: epoch_indices on the stage's own stream (batch_stream(seed, *stream))."""
+    rng = batch_stream(seed, *stream)
+    return [epoch_indices(num_rows, batch_size, rng) for _ in range(epochs)]
 
 
 def epoch_batches(x, y, batch_size, seed):

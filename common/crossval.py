@@ -12,47 +12,109 @@ metric per lambda with the same per-row standard error as a single split, over K
 rows. The 1-SE rule (or --select / --max-units) runs on the pooled records; the network
 kept is the run's own at the chosen lambda. The test split is never read here.
 
-The other folds train with Keras' fit whichever demo runs them (no summaries, no pictures,
-no strategy): K times the path's time in all.
+The other folds train together, whichever demo runs them: `fold_paths` hands them to
+common.engine, which steps all K - 1 networks in one compiled computation, hundreds of
+steps a call, and fine-tunes each point there too (no summaries, no pictures, no
+strategy). Each fold is still a separate run: its own rows, Adam, proximal step, adaptive
+weights and counts.
 """
 
-import dataclasses
 import math
 
+import keras
 import numpy as np
 
+from common.counting import count_active_units
+from common.engine import DENSE, FINETUNE, POINT, FoldTrainer, finite
+from common.model import metric_and_standard_error, row_losses
+from common.path import PathPoint, layer_lambda_max, stop_reason
+from common.penalties import adaptive_weights
+from common.pruning import prune_model
 
-def fold_path(config, data, lambdas):
-    """Train the path with `lambdas` on one fold's `data` with Keras' fit, as the Keras demo
-    does but quietly; returns its PathPoints (without their weights)."""
-    import keras
 
-    from common.batches import count_epoch_steps, epoch_batches
-    from common.fitting import fit_in_chunks
-    from common.model import build_model, loss_name, make_optimizer, make_regularizer
-    from common.path import PathRun
+class FoldPaths:
+    """The other folds of --cv, trained beside the run's own path, all in one computation.
 
-    config = dataclasses.replace(config, path_lambdas=tuple(lambdas), cv=None)
-    keras.utils.set_random_seed(config.seed)  # the run's own initial weights
-    regularizer = make_regularizer(config)
-    model = build_model(data, config.hidden, regularizer)
-    compile_args = dict(optimizer=make_optimizer(config, regularizer), loss=loss_name(data.task))
-    batches = epoch_batches(data.x_train, data.y_train, config.batch_size, config.seed).repeat()
-    steps = count_epoch_steps(len(data.x_train), config.batch_size)
-    losses = []
-    last_loss = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: losses.append(logs.get("loss", math.nan)))
+    `model` lends its layers and GroupSparse settings and is not changed; `folds` are
+    Datasets with their own validation rows. `train_dense` trains every fold's dense network
+    from `start_weights` (the run's own initial weights); `train_point` then trains and
+    measures every fold at the run's next lambda, as common.path.measure_point measures the
+    run's own (pruned, fine-tuned `finetune` epochs with early stopping after `patience`,
+    scored on the fold's validation rows). `on_chunk()` runs between compiled calls (a
+    signal check). `points` holds each fold's PathPoints (without weights)."""
 
-    def train_epochs(epochs):
-        fit_in_chunks(model, batches, epochs, steps, min(config.eval_every, epochs),
-                      compile_args, callbacks=[keras.callbacks.TerminateOnNaN(), last_loss])
-        return bool(losses) and math.isfinite(losses[-1])
+    def __init__(self, model, folds, *, start_weights, lr, batch_size, seed, threshold,
+                 freeze_zeros=False, finetune=0, patience=None, on_chunk=None):
+        self.folds, self.threshold, self.freeze_zeros = folds, threshold, freeze_zeros
+        self.finetune, self.patience = finetune, patience
+        self.trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
+                                           for fold in folds], folds[0].task, lr, batch_size,
+                                   seed, threshold, start_weights=start_weights)
+        self.scratch = keras.models.clone_model(model)  # counts and prunes a fold's weights
+        self.points = [[] for _ in folds]
+        self.on_chunk = (lambda steps: on_chunk()) if on_chunk else None
 
-    path = PathRun(config, data, model)
-    path.train(train_epochs)
-    for point in path.points:
-        point.weights = None
-    return path.points
+    def train_dense(self, epochs, adaptive=None, layer_scaling=False):
+        """Every fold's dense network, then its adaptive weights (1 / ||w_g||**adaptive) and
+        per-layer strengths (`layer_scaling`: each kernel's lambda_max over the largest), as
+        the run's own path sets them. False when a fold diverged."""
+        trainer = self.trainer
+        if not finite(trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
+                                    on_chunk=self.on_chunk)):
+            return False
+        for fold, data in enumerate(self.folds):
+            if adaptive is not None:
+                trainer.set_group_weights(fold, [adaptive_weights(kernel, adaptive)
+                                                 for kernel in trainer.kernels(fold)])
+            if layer_scaling:
+                self.scratch.set_weights(trainer.weights(fold))
+                for regularizer, weights in zip(_regularizers(self.scratch),
+                                                trainer.group_weights[fold]):
+                    regularizer.weights = tuple(
+                        float(weight) for weight in keras.ops.convert_to_numpy(weights))
+                tops = layer_lambda_max(self.scratch, data.x_train, data.y_train, data.task)
+                trainer.set_layer_factors(fold, [top / max(tops) if max(tops) > 0 else 1.0
+                                                 for top in tops])
+        return True
+
+    def train_point(self, index, lam, scale, epochs):
+        """Point `index` of the path on every fold: `epochs` epochs at strength scale `scale`
+        (none for point 0, the dense network), then measured. Returns why the folds' path
+        ends here (a fold's own stop rule, or its divergence), or None."""
+        if index > 0 and not finite(self.trainer.train(
+                epochs, (POINT, index), scale=scale, freeze_zeros=self.freeze_zeros,
+                on_chunk=self.on_chunk)):
+            return "a cross-validation fold diverged"
+        for fold_points, point in zip(self.points, self._measure(index, lam)):
+            fold_points.append(point)
+        reasons = [stop_reason(points) for points in self.points]
+        return next((f"cross-validation fold {fold + 2}: {reason}"
+                     for fold, reason in enumerate(reasons) if reason), None)
+
+    def _measure(self, index, lam):
+        trainer, scratch = self.trainer, self.scratch
+        weights = [trainer.weights(fold) for fold in range(len(self.folds))]
+        scored = (trainer.finetune(weights, self.finetune, (FINETUNE, index), self.threshold,
+                                   self.patience, self.on_chunk) if self.finetune
+                  else [trainer.masked(fold_weights, self.threshold)[0]
+                        for fold_weights in weights])
+        points = []
+        for fold, data in enumerate(self.folds):
+            scratch.set_weights(weights[fold])
+            counts = count_active_units(scratch, self.threshold)
+            _, report = prune_model(scratch, self.threshold, data.feature_names)
+            predictions = trainer.predict(fold, data.x_val, scored[fold])
+            metric, se = metric_and_standard_error(data, data.y_val, predictions)
+            loss = float(np.mean(keras.ops.convert_to_numpy(
+                row_losses(data.task, data.y_val, predictions))))
+            points.append(PathPoint(index, lam, counts.as_dict(), counts.total,
+                                    report.params_after, metric, se, loss))
+        return points
+
+
+def _regularizers(model):
+    return [layer.kernel_regularizer for layer in model.layers
+            if getattr(layer, "kernel_regularizer", None) is not None]
 
 
 def pooled(task, scores):

@@ -41,3 +41,52 @@ def value_and_gradients(loss_fn, variables):
 def gradient_numpy(loss_fn, variables):
     """The gradients of value_and_gradients as NumPy arrays."""
     return [ops.convert_to_numpy(gradient) for gradient in value_and_gradients(loss_fn, variables)[1]]
+
+
+def value_and_grad(fn):
+    """For a pure `fn(params, *args) -> (value, aux)` (params: a list of tensors), the function
+    `(params, *args) -> ((value, aux), d value / d params)` on the current backend: jax's
+    value_and_grad, a GradientTape watching the tensors, or torch autograd."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.value_and_grad(fn, has_aux=True)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def tape_value_and_grad(params, *args):
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                value, aux = fn(params, *args)
+            return (value, aux), tape.gradient(value, params)
+
+        return tape_value_and_grad
+    if backend == "torch":
+        import torch
+
+        def torch_value_and_grad(params, *args):
+            params = [param.detach().requires_grad_(True) for param in params]
+            value, aux = fn(params, *args)
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+            return (value.detach(), aux), [ops.zeros_like(param) if grad is None else grad
+                                           for param, grad in zip(params, grads)]
+
+        return torch_value_and_grad
+    raise NotImplementedError(f"gradients on the {backend!r} backend are not supported")
+
+
+def compiled(fn):
+    """`fn` compiled whole for the current backend: XLA on TensorFlow (tf.function with
+    jit_compile), jax.jit on JAX; as it is on torch. Its arguments must be tensors (or nested
+    lists of them), never Python numbers, or every new value compiles again."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=tf.test.is_built_with_xla())
+    return fn

@@ -17,7 +17,6 @@ the best for two points.
 
 import dataclasses
 import math
-import sys
 
 import keras
 import numpy as np
@@ -25,7 +24,8 @@ from keras import ops
 
 from common.counting import count_active_units, unit_kernels
 from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
-from common.fitting import drop_compiled_step, finetune
+from common.engine import FINETUNE, FoldTrainer
+from common.fitting import drop_compiled_step
 from common.gradients import gradient_numpy
 from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
 from common.pruning import prune_model
@@ -124,41 +124,62 @@ def path_epochs(config):
     return epochs // config.eval_every * config.eval_every or epochs
 
 
-def measure_point(model, data, config, index, lam):
-    """Count, prune (and fine-tune, with --finetune) and score on the validation split."""
+def measure_point(model, data, config, index, lam, tuner=None):
+    """Count, prune and score on the validation split; with --finetune, the pruned network
+    is fine-tuned first by `tuner` (a FoldTrainer of this run's rows, FoldTrainer.finetune)."""
     counts = count_active_units(model, config.threshold)
     pruned, report = prune_model(model, config.threshold, data.feature_names)
-    x_val = data.x_val[:, report.kept_inputs]
-    if config.finetune:  # the pruned network trained on, as the end of the run will
-        finetune(pruned, data.task, data.x_train[:, report.kept_inputs], data.y_train,
-                 config.finetune, config.batch_size, config.lr, config.seed,
-                 validation=(x_val, data.y_val), patience=config.patience)
-    predictions = ops.convert_to_numpy(pruned(x_val, training=False))
+    if tuner is not None:  # the pruned network trained on, as the end of the run will
+        tuned, = tuner.finetune([model.get_weights()], config.finetune, (FINETUNE, index),
+                                config.threshold, config.patience)
+        predictions = tuner.predict(0, data.x_val, tuned)
+    else:
+        predictions = ops.convert_to_numpy(pruned(data.x_val[:, report.kept_inputs],
+                                                  training=False))
     metric, se = metric_and_standard_error(data, data.y_val, predictions)
     loss = float(np.mean(ops.convert_to_numpy(row_losses(data.task, data.y_val, predictions))))
     return PathPoint(index, lam, counts.as_dict(), counts.total, report.params_after, metric,
                      se, loss, [np.array(weight) for weight in model.get_weights()])
 
 
-def run_path(model, data, config, scale, train_for, points, lambdas, on_point=None):
+def stop_reason(points):
+    """Why a path whose measured points are `points` ends here, or None to go on: a layer
+    with no unit left, or a validation loss above STOP_LOSS_RATIO x the best so far at each
+    of the last STOP_PATIENCE points."""
+    if min(points[-1].units["inputs"], *points[-1].units["hidden"]) == 0:
+        return "a layer has no unit left"
+    worse = 0
+    for index, point in enumerate(points):
+        best_loss = min(earlier.val_loss for earlier in points[:index + 1])
+        worse = worse + 1 if point.val_loss > STOP_LOSS_RATIO * best_loss else 0
+    if worse >= STOP_PATIENCE:
+        return f"the validation loss stayed above {STOP_LOSS_RATIO:g} x the best"
+    return None
+
+
+def run_path(model, data, config, scale, train_for, points, lambdas, on_point=None,
+             beside=None):
     """Train and measure each lambda in turn, appending a PathPoint to `points` (so a
     caller stopped by Ctrl-C keeps the finished ones). `train_for(epochs)` trains the model
-    in place and returns False when training diverged. Returns why the path ended."""
-    worse = 0
+    in place and returns False when training diverged. `beside(point)` runs after each
+    point (the other folds of --cv at the same lambda) and returns why they end the path,
+    or None. Returns why the path ended."""
+    # --finetune: every point's pruned network fine-tuned in one compiled computation.
+    tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
+                        data.task, config.lr, config.batch_size, config.seed) \
+        if config.finetune else None
     for index, lam in enumerate([0.0, *lambdas]):  # point 0: the dense network as trained
         set_scale(model, scale, lam / base_strength(config))
         if index > 0 and train_for(path_epochs(config)) is False:
             return "diverged"
-        point = measure_point(model, data, config, index, lam)
+        point = measure_point(model, data, config, index, lam, tuner)
         points.append(point)
         if on_point is not None:
             on_point(point)
-        best_loss = min(point.val_loss for point in points)
-        worse = worse + 1 if point.val_loss > STOP_LOSS_RATIO * best_loss else 0
-        if min(point.units["inputs"], *point.units["hidden"]) == 0:
-            return "a layer has no unit left"
-        if worse >= STOP_PATIENCE:
-            return f"the validation loss stayed above {STOP_LOSS_RATIO:g} x the best"
+        reason = beside(point) if beside is not None else None
+        reason = stop_reason(points) or reason
+        if reason:
+            return reason
     return "every lambda was trained"
 
 
@@ -208,99 +229,3 @@ def finish_path(model, points, data, config, ended, chosen_from=None):
                                                          if chosen_from else ""),
                          "lambda": points[index].lam, "val_" + metric: scored[index]["val_metric"],
                          "val_se": scored[index]["val_se"]}}
-
-
-class PathRun:
-    """The run's training stages inside a demo: attach it before training (with --path the
-    penalty starts at 0), `train` with the demo's own training, then `finish`.
-
-    `train` runs the epochs (in two stages with --adaptive: half plain, half weighted), then
-    with --path the path (its dense start weighted with --adaptive, its layers scaled with
-    --layer-scaling). Without these flags it is the demo's plain training.
-    """
-
-    def __init__(self, config, data, model):
-        self.config, self.data, self.model = config, data, model
-        self.points, self.ended, self.stages = [], "not started", {}
-        self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
-        self.scale = attach_scale(model) if config.path else None
-        num_points = len(config.path_lambdas or ()) or config.path_points
-        self.total_epochs = num_points * path_epochs(config) if config.path else 0
-
-    def train(self, train_epochs, on_point=None, on_penalty_change=None):
-        """`train_epochs(epochs)` trains the model in place and returns False when it
-        diverged; `on_penalty_change()` is called when the penalty's constants changed (a
-        custom loop traces its step again). Returns False when training diverged."""
-        config, epochs = self.config, self.config.epochs
-        if config.adaptive is not None and not config.path:
-            first = epochs // 2
-            if not train_epochs(first):
-                return False
-            self._weigh_groups(on_penalty_change)
-            epochs -= first
-        if not train_epochs(epochs):
-            return False
-        self.run(train_epochs, on_point, on_penalty_change)
-        return True
-
-    def _weigh_groups(self, on_penalty_change):
-        set_adaptive_weights(self.model, self.config.adaptive)
-        self.stages["adaptive_gamma"] = self.config.adaptive
-        if on_penalty_change is not None:
-            on_penalty_change()
-
-    def run(self, train_epochs, on_point=None, on_penalty_change=None):
-        """The path from the trained dense network; `train_epochs` as for `train`."""
-        if not self.config.path:
-            return
-        tops = None
-        if self.config.adaptive is not None:
-            self._weigh_groups(on_penalty_change)
-        if self.config.layer_scaling == "lambda-max":
-            tops = layer_lambda_max(self.model, self.data.x_train, self.data.y_train,
-                                    self.data.task)
-            self.stages["layer_lambda_max"] = tops
-            scale_layers(self.model, tops)
-            if on_penalty_change is not None:
-                on_penalty_change()
-        lambdas = lambda_grid(self.config, self.model, self.data, tops)
-        self.ended = "interrupted"  # until run_path returns
-        self.ended = run_path(self.model, self.data, self.config, self.scale, train_epochs,
-                              self.points, lambdas, on_point)
-        if self.config.cv and self.ended != "diverged" and len(self.points) > 1:
-            self.cross_validate(lambdas[:len(self.points) - 1])
-
-    def cross_validate(self, lambdas):
-        """--cv: the same lambdas on each other fold (common/crossval.py), in turn."""
-        from common.crossval import fold_path
-        from common.data import fold_datasets
-
-        self.folds = [(self.points, len(self.data.x_val))]
-        others = fold_datasets(self.data, self.config.cv, self.config.seed)
-        for number, fold in enumerate(others, start=2):
-            print(f"cross-validation: fold {number} of {self.config.cv}, {len(lambdas)} "
-                  f"lambdas on {len(fold.x_train)} rows, scored on {len(fold.x_val)}",
-                  file=sys.stderr, flush=True)
-            self.folds.append((fold_path(self.config, fold, lambdas), len(fold.x_val)))
-
-    def finish(self):
-        """The run.json fields of the path; the model then holds the selected weights."""
-        strengths = [regularizer.group_strength
-                     for _, regularizer in kernel_regularizers(self.model)]
-        stages = {**self.stages, "layer_group_strengths": strengths} if self.stages else {}
-        if not self.config.path:
-            return stages
-        cv, pooled = {}, None
-        if self.config.cv:
-            from common.crossval import cv_records
-
-            done = len(self.folds)
-            cv = {"cv": {"folds": self.config.cv, "folds_done": done,
-                         "fold_rows": [rows for _, rows in self.folds]}}
-            if done == self.config.cv:
-                pooled = cv_records(self.data.task, self.folds)
-                cv["cv"]["records"] = pooled
-            else:  # interrupted (or the path diverged): its own validation split chooses
-                cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
-        return {**stages, **cv, **finish_path(self.model, self.points, self.data, self.config,
-                                              self.ended, pooled)}

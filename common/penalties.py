@@ -86,6 +86,31 @@ def sparse_group_lasso(kernel):
     return group_lasso(kernel) + ops.sum(ops.abs(ops.convert_to_tensor(kernel)))
 
 
+def group_sparse_penalty(kernel, group_strength=0.0, l1=0.0, l2=0.0, scale=None, weights=None,
+                         mcp_gamma=None):
+    """s * (group_strength * group_lasso(w; weights) + l1 * sum|w| + l2 * sum w**2), s =
+    `scale` (1 when None); with `mcp_gamma` the group part is group_mcp at strength
+    s * group_strength. The strengths and gamma are plain numbers (which parts exist is
+    decided on them); `scale` and `weights` may be tensors, so a compiled step serves every
+    value of them (common.engine)."""
+    kernel = ops.convert_to_tensor(kernel)
+    scale = None if scale is None else ops.cast(scale, kernel.dtype)
+    penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
+    concave = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
+    if group_strength and mcp_gamma:  # not linear in the strength: scaled inside
+        strength = group_strength if scale is None else group_strength * scale
+        concave = group_mcp(kernel, strength, mcp_gamma, weights)
+    elif group_strength:
+        penalty = penalty + group_strength * group_lasso(kernel, weights)
+    if l1:
+        penalty = penalty + l1 * ops.sum(ops.abs(kernel))
+    if l2:
+        penalty = penalty + l2 * ops.sum(ops.square(kernel))
+    if scale is not None:
+        penalty = penalty * scale
+    return penalty + concave
+
+
 def _checked_strength(name, value):
     try:
         value = float(value)
@@ -128,21 +153,9 @@ class GroupSparse(keras.regularizers.Regularizer):
 
     def value(self, kernel):
         """The penalty of `kernel`, whichever way it is applied."""
-        scale = None if self.scale is None else ops.cast(self.scale, kernel.dtype)
-        penalty = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
-        concave = ops.convert_to_tensor(0.0, dtype=kernel.dtype)
-        if self.group_strength and self.mcp_gamma:  # not linear in the strength: scaled inside
-            strength = self.group_strength if scale is None else self.group_strength * scale
-            concave = group_mcp(kernel, strength, self.mcp_gamma, self.weights)
-        elif self.group_strength:
-            penalty = penalty + self.group_strength * group_lasso(kernel, self.weights)
-        if self.l1:
-            penalty = penalty + self.l1 * ops.sum(ops.abs(kernel))
-        if self.l2:
-            penalty = penalty + self.l2 * ops.sum(ops.square(kernel))
-        if scale is not None:
-            penalty = penalty * scale
-        return penalty + concave
+        return group_sparse_penalty(kernel, self.group_strength, self.l1, self.l2,
+                                    scale=self.scale, weights=self.weights,
+                                    mcp_gamma=self.mcp_gamma)
 
     def __call__(self, kernel):
         if self.proximal:  # applied by the optimizer, not through the loss's gradient

@@ -116,6 +116,14 @@ def prox_group_sparse(v, step, group_strength=0.0, l1=0.0, l2=0.0, newton_steps=
     return ops.where(keep, shrunk, ops.zeros_like(v))
 
 
+def adam_steps(learning_rate, beta_1, beta_2, epsilon, t, velocity):
+    """The step Keras' Adam took for each weight at its step `t` (1 for the first):
+    w -= alpha * m / (sqrt(v) + eps), so t_i = alpha / (sqrt(v_i) + eps), alpha with the
+    bias corrections of step t. The metric the proximal problem is solved in."""
+    alpha = learning_rate * ops.sqrt(1.0 - ops.power(beta_2, t)) / (1.0 - ops.power(beta_1, t))
+    return alpha / (ops.sqrt(velocity) + epsilon)
+
+
 def _fused(prox):
     """Inside a TensorFlow graph, `prox` compiled by XLA as one fused kernel: the Newton
     iterations are a few dozen elementwise passes over the kernel, which TensorFlow's graph
@@ -271,13 +279,10 @@ class ProximalOptimizer(keras.optimizers.Optimizer):
         inner = self.inner_optimizer
         value = ops.convert_to_tensor(variable)
         step = ops.cast(inner.learning_rate, value.dtype)
-        if moments is not None:
-            # Keras' Adam: w -= alpha * m / (sqrt(v) + eps), alpha with the bias corrections
-            # of step t (iterations has already been incremented by the inner step).
-            t = ops.cast(inner.iterations, value.dtype)
-            alpha = (step * ops.sqrt(1.0 - ops.power(inner.beta_2, t))
-                     / (1.0 - ops.power(inner.beta_1, t)))
-            step = alpha / (ops.sqrt(ops.convert_to_tensor(moments)) + inner.epsilon)
+        if moments is not None:  # iterations has already been incremented by the inner step
+            step = adam_steps(step, inner.beta_1, inner.beta_2, inner.epsilon,
+                              ops.cast(inner.iterations, value.dtype),
+                              ops.convert_to_tensor(moments))
         new = _prox_step(
             value, step, regularizer.group_strength, regularizer.l1, regularizer.l2,
             scale=regularizer.scale, weights=regularizer.weights,

@@ -116,10 +116,10 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
 
     events = []
     monkeypatch.setattr(WatchedDataset, "events", events)  # the folds' copies log here too
-    import common.path
+    import common.stages
 
-    finish_path = common.path.finish_path
-    monkeypatch.setattr(common.path, "finish_path",
+    finish_path = common.stages.finish_path
+    monkeypatch.setattr(common.stages, "finish_path",
                         lambda *args, **kwargs: events.append("selected") or
                         finish_path(*args, **kwargs))
     config = parse_config(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
@@ -136,20 +136,20 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
 def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monkeypatch):
     import common.crossval
 
-    fold_path = common.crossval.fold_path
+    train = common.crossval.FoldTrainer.train
     calls = []
 
-    def stopped_in_the_third_fold(*args):
+    def stopped_at_the_folds_first_point(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 2:  # after the folds' dense networks
             raise KeyboardInterrupt
-        return fold_path(*args)
+        return train(self, *args, **kwargs)
 
-    monkeypatch.setattr(common.crossval, "fold_path", stopped_in_the_third_fold)
+    monkeypatch.setattr(common.crossval.FoldTrainer, "train", stopped_at_the_folds_first_point)
     summary = demo_tensorflow.main(["--path", "--cv", "3", "--epochs", "50", "--path-epochs",
                                     "25", "--path-points", "2", "--logdir", str(tmp_path)])
-    assert summary["status"] == "interrupted"
-    assert summary["cv"]["folds_done"] == 2 and "records" not in summary["cv"]
+    assert summary["status"] == "interrupted" and len(calls) == 2
+    assert summary["cv"]["folds_done"] == 1 and "records" not in summary["cv"]
     assert "not every fold finished" in summary["cv"]["note"]
     assert summary["selected"]["rule"] == "1se" and len(summary["path"]) >= 2
 

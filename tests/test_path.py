@@ -105,23 +105,46 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     stopping, before it is scored. A stand-in for the fine-tuning zeroes the network it is
     given, so the validation loss must be that of predicting 0: mean(y_val**2) in NumPy."""
     import common.path
+    from common.engine import FoldTrainer
 
     config, data, model, scale = small_path_setup(finetune=7, patience=5)
     calls = []
 
-    def zeroing_finetune(pruned, task, x_train, y_train, epochs, *settings, validation,
-                         patience):
-        calls.append((x_train.shape, epochs, validation[0].shape, patience))
-        pruned.set_weights([np.zeros_like(weight) for weight in pruned.get_weights()])
-        return epochs
+    def zeroing_finetune(self, weights, epochs, stream, threshold, patience):
+        calls.append(([[value.shape for value in fold] for fold in weights], epochs, patience))
+        return [[np.zeros_like(value) for value in fold] for fold in weights]
 
-    monkeypatch.setattr(common.path, "finetune", zeroing_finetune)
-    point = common.path.measure_point(model, data, config, 0, 0.0)
+    monkeypatch.setattr(FoldTrainer, "finetune", zeroing_finetune)
+    tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
+                        data.task, config.lr, None, config.seed)
+    point = common.path.measure_point(model, data, config, 0, 0.0, tuner)
     assert point.val_loss == pytest.approx(float(np.mean(np.square(data.y_val))), rel=1e-5)
-    kept = point.units["inputs"]
-    assert calls == [((len(data.x_train), kept), 7, (len(data.x_val), kept), 5)]
+    assert calls == [([[weight.shape for weight in model.get_weights()]], 7, 5)]
     # The path's own weights are untouched: only the pruned copy was fine-tuned.
     assert any(np.any(weight != 0) for weight in point.weights)
+
+
+def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
+    """FoldTrainer.finetune (each path point's fine-tuning): the rows the pruning removes
+    start and stay at zero, the others train on the data loss alone, and the trainer's own
+    weights and Adam state are as they were."""
+    from common.engine import FoldTrainer
+
+    config, data, model, scale = small_path_setup()
+    weights = model.get_weights()
+    weights[0][[1, 4]] = 1e-5  # two inputs under the 1e-3 threshold: pruned
+    tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
+                        data.task, 1e-2, None, seed=0)
+    before = tuner.state()
+    tuned, = tuner.finetune([weights], 30, (2, 0), threshold=1e-3, patience=None)
+    assert np.all(tuned[0][[1, 4]] == 0)
+    kept = np.ones(len(weights[0]), bool)
+    kept[[1, 4]] = False
+    assert np.all(np.abs(tuned[0][kept] - weights[0][kept]).sum(axis=1) > 0)
+    after = tuner.state()
+    for part in range(3):  # weights, Adam's moments and velocities, bit for bit
+        assert all(np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+                   for a, b in zip(after[part][0], before[part][0]))
 
 
 @pytest.mark.slow
@@ -158,16 +181,16 @@ class WatchedDataset(Dataset):
 @pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
                                   pytest.param(demo_keras, marks=pytest.mark.backends)])
 def test_the_test_split_is_read_only_after_selection(tmp_path, monkeypatch, demo):
-    import common.path
+    import common.stages
 
     events = []
-    finish_path = common.path.finish_path
+    finish_path = common.stages.finish_path
 
     def watched_finish_path(*args, **kwargs):
         events.append("selected")
         return finish_path(*args, **kwargs)
 
-    monkeypatch.setattr(common.path, "finish_path", watched_finish_path)
+    monkeypatch.setattr(common.stages, "finish_path", watched_finish_path)
     config = parse_config(["--path", "--epochs", "50", "--path-epochs", "25", "--path-points",
                            "3", "--no-show", "--logdir", str(tmp_path)],
                           demo.DEMO)

@@ -1,0 +1,384 @@
+"""K folds of one network trained side by side, many steps per compiled call.
+
+Choosing λ by cross-validation trains the same network K times (one per fold) at every λ of
+the path. Step by step in Python that is dispatch, not arithmetic: a Boston step is about
+a megaflop. Here the K networks train in lockstep inside one compiled function (XLA on
+TensorFlow, jit on JAX), hundreds of steps a call:
+
+    trainer = FoldTrainer(model, folds, task="regression", lr=1e-3, batch_size=None, seed=0)
+    rows = trainer.train(1500, stream=(0, 0))               # the dense networks, lambda 0
+    rows = trainer.train(100, stream=(1, 1), scale=0.5)     # a path point: base lambda x 0.5
+
+What a fold axis is: fold k is a separate run with its own training rows, data loss, Adam
+moments and step count, proximal step, adaptive weights and counts. Its network is its own
+list of arrays, one per trainable variable of `model` (kernel and bias of each Dense layer),
+and the forward pass is `model.stateless_call` on them: the same layers, the same maths as
+`fit`. The loss handed to autodiff is the sum of the folds' mean data losses; fold k's
+weights appear only in fold k's term, so their gradient is fold k's own. Nothing is
+shared but the compiled code. A fold that does not step (its epoch is shorter, or its early
+stopping has stopped it) keeps its weights and Adam state bit for bit.
+
+Where λ enters: `scale` multiplies every kernel's GroupSparse strengths, as the path's
+strength scale does (common.path). With the subgradient solver the penalty
+(`penalties.group_sparse_penalty`) is added to each fold's loss; with the proximal solver
+Adam steps on the data loss and then `proximal.prox_group_sparse` runs on each kernel with
+Adam's own per-weight steps (`proximal.adam_steps`), as `ProximalOptimizer` does. λ, the
+adaptive weights, the frozen rows and the early-stopping settings are tensors: one
+compilation serves a whole path, fine-tuning included.
+
+Each step writes one record per fold (data loss, penalty after the step, active units per
+layer after the step); they come back from the call as an array and are shown afterwards.
+"""
+
+import numpy as np
+from keras import ops
+
+from common.batches import batch_rows, stage_indices
+from common.counting import active_counts
+from common.gradients import compiled, value_and_grad
+from common.model import row_losses
+from common.penalties import GroupSparse, group_sparse_penalty
+from common.proximal import adam_steps, prox_group_sparse
+
+CHUNK_STEPS = 500  # steps per compiled call (at most): a fixed size, so one compilation
+BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as the demos use
+DENSE, POINT, FINETUNE = 0, 1, 2  # each stage's batch stream: (seed, stage, point, fold)
+
+
+class FoldTrainer:
+    """`model`'s network trained on each of `folds` ((x_train, y_train, x_val, y_val) each)
+    from `start_weights` (model.get_weights() order; the model's current weights when None).
+    The validation rows serve early stopping only. `model` itself is never changed: it only
+    lends its layers (`stateless_call`) and its GroupSparse settings."""
+
+    def __init__(self, model, folds, task, lr, batch_size, seed, threshold=0.0,
+                 chunk_steps=CHUNK_STEPS, start_weights=None):
+        self.model, self.task, self.lr, self.seed = model, task, float(lr), seed
+        self.threshold, self.chunk_steps = float(threshold), int(chunk_steps)
+        self.num_folds = len(folds)
+        variables = model.trainable_variables
+        self.kernel_slots = [index for index, variable in enumerate(variables)
+                             if len(variable.shape) == 2]
+        self.penalties = []  # per kernel: (group, l1, l2, gamma, proximal) or None
+        for index in self.kernel_slots:
+            regularizer = getattr(variables[index], "regularizer", None)
+            self.penalties.append(
+                (regularizer.group_strength, regularizer.l1, regularizer.l2,
+                 regularizer.mcp_gamma, regularizer.proximal)
+                if isinstance(regularizer, GroupSparse) else None)
+        self.penalty_in_loss = any(penalty is not None and not penalty[4]
+                                   for penalty in self.penalties)
+        self.rows = [len(x) for x, _, _, _ in folds]
+        self.batch = max(batch_rows(rows, batch_size) for rows in self.rows)
+        self.batch_size = batch_size
+        self.full_batch = all(batch_rows(rows, batch_size) == rows for rows in self.rows)
+        tensor = ops.convert_to_tensor
+        self.data = [(tensor(x), tensor(y), tensor(x_val), tensor(y_val))
+                     for x, y, x_val, y_val in folds]
+        start = start_weights or [ops.convert_to_numpy(variable) for variable in variables]
+        self.params = [[tensor(np.asarray(value, np.float32)) for value in start] for _ in folds]
+        self.group_weights = [[ops.ones((variables[index].shape[0],)) for index in
+                               self.kernel_slots] for _ in folds]
+        # Per fold and kernel, a factor on the kernel's strengths (per-layer scaling); 1.
+        self.layer_factors = [ops.ones((len(self.kernel_slots),)) for _ in folds]
+        self.reset_optimizer()
+        self.traces = 0  # how often the compiled function was traced (tests count them)
+        self.compiled_calls = 0
+        self._chunk = compiled(self._run_chunk)
+
+    # -- state a caller reads and sets --------------------------------------------------
+
+    def reset_optimizer(self):
+        """A fresh Adam for every fold (moments 0, step count 0)."""
+        self.moments = [[ops.zeros_like(value) for value in fold] for fold in self.params]
+        self.velocities = [[ops.zeros_like(value) for value in fold] for fold in self.params]
+        self.steps = ops.zeros((self.num_folds,))
+
+    def weights(self, fold):
+        """Fold `fold`'s network as NumPy arrays, in the order of model.get_weights()."""
+        return [np.array(ops.convert_to_numpy(value)) for value in self.params[fold]]
+
+    def kernels(self, fold):
+        return [self.weights(fold)[index] for index in self.kernel_slots]
+
+    def set_weights(self, fold, weights):
+        """Fold `fold`'s network from arrays in the order of model.get_weights()."""
+        self.params[fold] = [ops.convert_to_tensor(np.asarray(value, np.float32))
+                             for value in weights]
+
+    def set_layer_factors(self, fold, factors):
+        """Multiply each kernel's strengths by its factor for fold `fold` (one per kernel)."""
+        self.layer_factors[fold] = ops.convert_to_tensor(np.asarray(factors, np.float32))
+
+    def set_group_weights(self, fold, weights):
+        """Adaptive group Lasso weights for `fold`: one list per kernel, one weight per row."""
+        self.group_weights[fold] = [ops.convert_to_tensor(np.asarray(kernel, np.float32))
+                                    for kernel in weights]
+
+    def state(self):
+        return (self.params, self.moments, self.velocities, self.steps)
+
+    def restore(self, state):
+        self.params, self.moments, self.velocities, self.steps = state
+
+    def predict(self, fold, x, params=None):
+        """Fold `fold`'s predictions for rows `x` (NumPy), from `params` or its weights."""
+        values = self.params[fold] if params is None else [
+            ops.convert_to_tensor(value) for value in params]
+        outputs, _ = self.model.stateless_call(values, [], ops.convert_to_tensor(x))
+        return np.asarray(ops.convert_to_numpy(outputs))
+
+    # -- training ------------------------------------------------------------------------
+
+    def train(self, epochs, stream, scale=0.0, freeze_zeros=False, keep=None, patience=None,
+              check_epochs=1, on_chunk=None):
+        """Train every fold `epochs` epochs; returns each fold's records, an array [steps,
+        2 + layers] (data loss, penalty, active units per layer) per fold.
+
+        `stream` names the stage's batches (common.batches.stage_indices(..., *stream, fold)).
+        `scale`: the strengths' multiplier (0: no penalty). `freeze_zeros`: a row that is
+        exactly zero before a step stays zero. `keep`: per fold, per kernel, 1 for a row that
+        trains and 0 for one held at zero (fine-tuning a pruned network). `patience`: every
+        `check_epochs` epochs the validation loss is computed, a fold stops once it has not
+        improved for `patience` checks, and each fold ends with its best weights (Keras'
+        EarlyStopping with restore_best_weights). `on_chunk(fold_steps_done)` runs between
+        compiled calls (progress, signals)."""
+        plan = self._plan(epochs, stream)
+        steps_per_epoch = plan["steps_per_epoch"]
+        total = epochs * steps_per_epoch
+        keep = keep or [[ops.ones((self.params[0][index].shape[0],))
+                         for index in self.kernel_slots] for _ in range(self.num_folds)]
+        keep = [[ops.convert_to_tensor(np.asarray(row, np.float32)) for row in fold]
+                for fold in keep]
+        check = check_epochs * steps_per_epoch if patience else 0
+        controls = (ops.convert_to_tensor(float(scale)), ops.convert_to_tensor(bool(freeze_zeros)),
+                    self.group_weights, self.layer_factors, keep, ops.convert_to_tensor(int(check), "int32"),
+                    ops.convert_to_tensor(int(patience or 0), "int32"))
+        inf = ops.convert_to_tensor(np.full(self.num_folds, np.inf, np.float32))
+        stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"),
+                    ops.convert_to_tensor(np.ones(self.num_folds, bool)))
+        records = []
+        for start in range(0, total, self.chunk_steps):
+            size = min(self.chunk_steps, total - start)
+            batches = self._batches(plan, start, size)
+            state, stopping, rows = self._chunk(
+                self.state(), stopping, controls, batches,
+                ops.convert_to_tensor(start, "int32"), ops.convert_to_tensor(size, "int32"))
+            self.restore(state)
+            self.compiled_calls += 1
+            records.append(np.asarray(ops.convert_to_numpy(rows))[:size])
+            if on_chunk is not None:
+                on_chunk(start + size)
+            if patience and not np.any(ops.convert_to_numpy(stopping[3])):
+                break
+        if patience:
+            best, best_loss = stopping[0], ops.convert_to_numpy(stopping[1])
+            self.params = [best[fold] if np.isfinite(best_loss[fold]) else self.params[fold]
+                           for fold in range(self.num_folds)]
+        rows = np.concatenate(records) if records else np.zeros((0, self.num_folds, 0))
+        active = plan["active"][:len(rows)]
+        return [rows[active[:, fold], fold] for fold in range(self.num_folds)]
+
+    def masked(self, weights, threshold):
+        """One fold's weights with every kernel row at or under `threshold` (sum |w|) set to
+        zero, the function of its pruned network; and per kernel, 1 for a kept row, 0 else."""
+        weights = [np.array(value, np.float32) for value in weights]
+        masks = [np.sum(np.abs(weights[slot]), axis=1) > threshold for slot in self.kernel_slots]
+        for slot, mask in zip(self.kernel_slots, masks):
+            weights[slot][~mask] = 0.0
+        return weights, [mask.astype(np.float32) for mask in masks]
+
+    def finetune(self, weights, epochs, stream, threshold=0.0, patience=None, on_chunk=None):
+        """Each fold's pruned network (`weights`: one list of arrays per fold) trained
+        `epochs` more epochs on its data loss alone with a fresh Adam, as
+        common.fitting.finetune trains a pruned model: its rows at or under `threshold`
+        are set to zero and held there (the masked network computes what the pruned one
+        does). With `patience` (epochs), early stopping on the validation rows, checked
+        every few epochs, keeps each fold's best weights. Returns the fine-tuned weights;
+        the trainer's own state (the path's weights and Adam) is left as it was."""
+        saved, keep = self.state(), []
+        for fold, fold_weights in enumerate(weights):
+            fold_weights, fold_keep = self.masked(fold_weights, threshold)
+            self.set_weights(fold, fold_weights)
+            keep.append(fold_keep)
+        self.reset_optimizer()
+        check = max(1, min(50, patience // 5)) if patience else 1  # as fitting.finetune
+        self.train(epochs, stream, keep=keep, check_epochs=check,
+                   patience=-(-patience // check) if patience else None, on_chunk=on_chunk)
+        tuned = [self.weights(fold) for fold in range(self.num_folds)]
+        self.restore(saved)
+        return tuned
+
+    def _plan(self, epochs, stream):
+        """The stage's batches: per fold and epoch its index arrays (none when full batch),
+        aligned so that every epoch has as many step slots as the fold with the most steps;
+        a fold with fewer steps in an epoch skips the slots after its last one."""
+        if self.full_batch:
+            return {"steps_per_epoch": 1, "active": np.ones((epochs, self.num_folds), bool)}
+        per_fold = [stage_indices(rows, self.batch_size, epochs, self.seed, *stream, fold)
+                    for fold, rows in enumerate(self.rows)]
+        steps = max(len(epoch) for fold in per_fold for epoch in fold)
+        indices = np.zeros((epochs * steps, self.num_folds, self.batch), np.int32)
+        mask = np.zeros((epochs * steps, self.num_folds, self.batch), np.float32)
+        active = np.zeros((epochs * steps, self.num_folds), bool)
+        for fold, fold_epochs in enumerate(per_fold):
+            for epoch, batches in enumerate(fold_epochs):
+                for slot, rows in enumerate(batches):
+                    step = epoch * steps + slot
+                    indices[step, fold, :len(rows)] = rows
+                    mask[step, fold, :len(rows)] = 1.0
+                    active[step, fold] = True
+        return {"steps_per_epoch": steps, "active": active, "indices": indices, "mask": mask}
+
+    def _batches(self, plan, start, size):
+        """The chunk's slice of the plan, padded to chunk_steps (padding steps never run)."""
+        def padded(array):
+            part = array[start:start + size]
+            pad = np.zeros((self.chunk_steps - len(part), *part.shape[1:]), part.dtype)
+            return ops.convert_to_tensor(np.concatenate([part, pad]))
+
+        if self.full_batch:
+            return (padded(plan["active"]),)
+        return padded(plan["active"]), padded(plan["indices"]), padded(plan["mask"])
+
+    # -- the compiled computation --------------------------------------------------------
+
+    def _fold_loss(self, params, x, y, mask):
+        outputs, _ = self.model.stateless_call(params, [], x, training=True)
+        losses = row_losses(self.task, y, outputs)
+        if mask is None:
+            return ops.mean(losses)
+        return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def _penalty(self, params, scale, group_weights, factors, in_loss_only=False):
+        """The penalty of one fold's kernels (only the parts in the loss, not those applied
+        by the proximal step, when `in_loss_only`)."""
+        total = ops.convert_to_tensor(0.0)
+        for kernel, (slot, penalty, weights) in enumerate(zip(self.kernel_slots, self.penalties,
+                                                              group_weights)):
+            if penalty is not None and not (in_loss_only and penalty[4]):
+                group, l1, l2, gamma, _ = penalty
+                total = total + group_sparse_penalty(
+                    params[slot], group, l1, l2, scale=scale * factors[kernel], weights=weights,
+                    mcp_gamma=gamma)
+        return total
+
+    def _objective(self, flat, batch):
+        """The sum over folds of each fold's data loss (plus its penalty when it is in the
+        loss); the folds' data losses as aux."""
+        scale, group_weights, factors, xs, ys, masks = batch
+        size = len(self.params[0])
+        total, losses = 0.0, []
+        for fold in range(self.num_folds):
+            params = flat[fold * size:(fold + 1) * size]
+            loss = self._fold_loss(params, xs[fold], ys[fold], masks[fold])
+            losses.append(loss)
+            if self.penalty_in_loss:  # the subgradient solver: the originals' recipe
+                loss = loss + self._penalty(params, scale, group_weights[fold], factors[fold],
+                                            True)
+            total = total + loss
+        return total, ops.stack(losses)
+
+    def _run_chunk(self, state, stopping, controls, batches, offset, num_steps):
+        self.traces += 1  # Python runs here only while tracing
+        scale, freeze_zeros, group_weights, layer_factors, keep, check, patience = controls
+        gradient = value_and_grad(self._objective)
+        records = ops.zeros((self.chunk_steps, self.num_folds, 2 + len(self.kernel_slots)))
+        kernel_set = set(self.kernel_slots)
+
+        def step(index, carry):
+            (params, moments, velocities, steps), stopping, records = carry
+            best, best_loss, wait, running = stopping
+            active = ops.logical_and(batches[0][index], running)
+            if self.full_batch:
+                xs = [x for x, _, _, _ in self.data]
+                ys = [y for _, y, _, _ in self.data]
+                masks = [None] * self.num_folds
+            else:
+                rows = batches[1][index]
+                xs = [ops.take(x, rows[fold], axis=0) for fold, (x, _, _, _) in enumerate(self.data)]
+                ys = [ops.take(y, rows[fold], axis=0) for fold, (_, y, _, _) in enumerate(self.data)]
+                masks = [batches[2][index][fold] for fold in range(self.num_folds)]
+            flat = [value for fold in params for value in fold]
+            (_, losses), grads = gradient(flat, (scale, group_weights, layer_factors, xs, ys, masks))
+            size = len(params[0])
+            new_state = ([], [], [], [])
+            row_records = []
+            for fold in range(self.num_folds):
+                go = active[fold]
+                t = steps[fold] + 1.0
+                alpha = self.lr * ops.sqrt(1.0 - BETA_2 ** t) / (1.0 - BETA_1 ** t)
+                fold_params, fold_m, fold_v = [], [], []
+                kernel_index = 0
+                for slot in range(size):
+                    value, g = params[fold][slot], grads[fold * size + slot]
+                    m = moments[fold][slot] + (g - moments[fold][slot]) * (1.0 - BETA_1)
+                    v = velocities[fold][slot] + (ops.square(g) - velocities[fold][slot]) * (
+                        1.0 - BETA_2)
+                    new = value - (m * alpha) / (ops.sqrt(v) + EPSILON)
+                    if slot in kernel_set:
+                        penalty = self.penalties[kernel_index]
+                        if penalty is not None and penalty[4]:  # the proximal step
+                            group, l1, l2, gamma, _ = penalty
+                            new = prox_group_sparse(
+                                new, adam_steps(self.lr, BETA_1, BETA_2, EPSILON, t, v),
+                                group, l1, l2, scale=scale * layer_factors[fold][kernel_index],
+                                weights=group_weights[fold][kernel_index], mcp_gamma=gamma)
+                        zero_before = ops.sum(ops.abs(value), axis=1, keepdims=True) == 0
+                        frozen = ops.logical_or(
+                            ops.logical_and(freeze_zeros, zero_before),
+                            ops.expand_dims(keep[fold][kernel_index] == 0, 1))
+                        new = ops.where(frozen, ops.zeros_like(new), new)
+                        kernel_index += 1
+                    fold_params.append(ops.where(go, new, value))
+                    fold_m.append(ops.where(go, m, moments[fold][slot]))
+                    fold_v.append(ops.where(go, v, velocities[fold][slot]))
+                new_state[0].append(fold_params)
+                new_state[1].append(fold_m)
+                new_state[2].append(fold_v)
+                new_state[3].append(ops.where(go, t, steps[fold]))
+                kernels = [fold_params[slot] for slot in self.kernel_slots]
+                row_records.append(ops.concatenate([
+                    ops.reshape(losses[fold], (1,)),
+                    ops.reshape(self._penalty(fold_params, scale, group_weights[fold],
+                                              layer_factors[fold]), (1,)),
+                    ops.cast(active_counts(kernels, self.threshold), "float32")]))
+            params, moments, velocities = new_state[0], new_state[1], new_state[2]
+            steps = ops.stack(new_state[3])
+            records = ops.slice_update(records, (index, 0, 0),
+                                       ops.expand_dims(ops.stack(row_records), 0))
+            done = offset + index + 1
+            is_check = ops.logical_and(check > 0, done % ops.maximum(check, 1) == 0)
+
+            def checked():
+                return self._early_stopping(params, best, best_loss, wait, running, patience)
+
+            stopping = ops.cond(is_check, checked, lambda: (best, best_loss, wait, running))
+            return (params, moments, velocities, steps), stopping, records
+
+        state, stopping, records = ops.fori_loop(0, num_steps, step,
+                                                 (state, stopping, records))
+        return state, stopping, records
+
+    def _early_stopping(self, params, best, best_loss, wait, running, patience):
+        """One check: each running fold's validation loss against its best so far."""
+        losses = ops.stack([self._fold_loss(params[fold], x_val, y_val, None)
+                            for fold, (_, _, x_val, y_val) in enumerate(self.data)])
+        improved = ops.logical_and(running, losses < best_loss)
+        best = [[ops.where(improved[fold], value, old) for value, old in zip(params[fold],
+                                                                              best[fold])]
+                for fold in range(self.num_folds)]
+        best_loss = ops.where(improved, losses, best_loss)
+        wait = ops.where(improved, 0, wait + ops.cast(running, "int32"))
+        running = ops.logical_and(running, wait < patience)
+        return best, best_loss, wait, running
+
+
+def fold_steps(records):
+    """Steps trained, summed over the folds."""
+    return int(sum(len(rows) for rows in records))
+
+
+def finite(records):
+    return all(np.all(np.isfinite(rows[:, :2])) for rows in records if len(rows))
+
