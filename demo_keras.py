@@ -88,7 +88,6 @@ def train(config, data, on_progress=None):
     # Evaluated after each chunk: the validation split with --path (the test split waits
     # until the network is chosen), else the test split.
     chunk, split = min(config.eval_every, config.epochs), "val" if config.path else "test"
-    path = PathRun(config, data, model)  # with --path: lambda 0 until the path starts
     with strategy.scope():
         history = UnitHistory(model, data.task, config.threshold, batches.steps_per_epoch,
                               capacity=chunk * batches.steps_per_epoch,
@@ -96,6 +95,7 @@ def train(config, data, on_progress=None):
         compile_args = dict(optimizer=make_optimizer(config, regularizer),
                             loss=loss_name(data.task), metrics=[history.recorder])
 
+    path = PathRun(config, data, model, compile_args["optimizer"])  # --path: lambda 0 first
     # The same tags as the TF demo's, per epoch, so one TensorBoard shows both demos.
     total_epochs = config.epochs + path.total_epochs
     events = EventWriter(run_dir, history, model, config, data.task, split, chief, total_epochs)
@@ -129,11 +129,19 @@ def train(config, data, on_progress=None):
                           events.callback()])
         return history.diverged_at is None
 
+    def show(records):
+        """A path point's steps, trained by common/engine.py: into the history and events."""
+        history.add_steps(records)
+        if history.diverged_at is None:
+            history.on_epoch_end(None)  # the evaluation, at the point's end
+        events.write_new_records()
+        after_chunk(None, None)
+
     outcome = Outcome("completed", 0, units_before, wall_started)
     with stop_on_signals() as shield:
         try:
             # The epochs, then --adaptive's stage and --path (with --cv, its other folds).
-            path.train(train_epochs, on_chunk=raise_if_stopped)
+            path.train(train_epochs, show, on_chunk=raise_if_stopped)
         except KeyboardInterrupt as stop:
             outcome.status = stop_status(stop)
             print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)

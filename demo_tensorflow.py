@@ -62,7 +62,7 @@ def train(config, data, on_progress=None):
     from common.report import ProgressBar, print_config
     from common.stages import PathRun
     from common.summary import Outcome, finish_run, finite_or_none
-    from common.tensorboard import (describe, pictures_due, write_final_metrics,
+    from common.tensorboard import (RecordWriter, describe, pictures_due, write_final_metrics,
                                     write_kernel_pictures, write_run_start, write_step_scalars)
 
     wall_started = time.perf_counter()
@@ -93,8 +93,10 @@ def train(config, data, on_progress=None):
               else tf.summary.create_noop_writer())
     write_run_start(writer, config, run_dir.name, data.task, len(kernels))
 
+    engine = {"steps": 0}  # the path's steps, which common/engine.py trains (--path)
+
     def steps_done():
-        return int(optimizer.iterations.numpy())
+        return int(optimizer.iterations.numpy()) + engine["steps"]
 
     def replica_step(x, y, global_rows):
         """One step on this replica's rows; the optimizer sums the replicas' gradients."""
@@ -175,12 +177,28 @@ def train(config, data, on_progress=None):
         nonlocal train_steps
         train_steps = tf.function(train_steps.python_function)
 
-    path = PathRun(config, data, model)  # with --path: lambda 0 until the path starts
+    path_records = RecordWriter(writer, names, config.threshold, described=True)
+
+    def show(records):
+        """A path point's steps, trained by common/engine.py: their per-step scalars."""
+        first = steps_done()
+        engine["steps"] += len(records)
+        path_records.write([(first + step, loss, penalty, units) for step, (loss, penalty,
+                            *units) in enumerate(records.tolist(), start=1)])
+        if not config.no_pictures and pictures_due(first, steps_done(), total):
+            with writer.as_default(step=steps_done()):
+                write_kernel_pictures(kernels, names)
+        progress.update(steps_done(), loss=f"{records[-1][0]:.4f}", units=int(sum(records[-1][2:])))
+        if on_progress is not None:
+            on_progress(steps_done())
+        raise_if_stopped()
+
+    path = PathRun(config, data, model, optimizer)  # --path: lambda 0 until the path starts
     total = total_steps + path.total_epochs * batches.steps_per_epoch
     progress = ProgressBar(total)
     with stop_on_signals() as shield:
         try:
-            path.train(lambda epochs: train_for(epochs * batches.steps_per_epoch),
+            path.train(lambda epochs: train_for(epochs * batches.steps_per_epoch), show,
                        on_point=lambda point: write_point_summaries(
                            run_dir, writer, point, metric_name(data.task), steps_done()),
                        on_penalty_change=retrace, on_chunk=raise_if_stopped)

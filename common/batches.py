@@ -48,6 +48,46 @@ def stage_indices(num_rows, batch_size, epochs, seed, *stream):
     return [epoch_indices(num_rows, batch_size, rng) for _ in range(epochs)]
 
 
+def fold_plan(fold_rows, batch_size, epochs, seed, stream):
+    """A stage's batches for folds of `fold_rows` rows trained in lockstep (common.engine):
+    fold k's batches are stage_indices(..., seed, *stream, k), laid out in step slots so that
+    every epoch has as many slots as the fold with the most steps; a fold with fewer steps
+    skips the slots after its last one ("active" is False there). Arrays [slot, fold, row]:
+    "indices" (padded with 0) and "mask" (1 for a real row). Full batch: no indices, one
+    slot an epoch, every fold active."""
+    folds = len(fold_rows)
+    if all(batch_rows(rows, batch_size) == rows for rows in fold_rows):
+        return {"steps_per_epoch": 1, "active": np.ones((epochs, folds), bool)}
+    per_fold = [stage_indices(rows, batch_size, epochs, seed, *stream, fold)
+                for fold, rows in enumerate(fold_rows)]
+    steps = max(len(epoch) for fold in per_fold for epoch in fold)
+    width = max(batch_rows(rows, batch_size) for rows in fold_rows)
+    indices = np.zeros((epochs * steps, folds, width), np.int32)
+    mask = np.zeros((epochs * steps, folds, width), np.float32)
+    active = np.zeros((epochs * steps, folds), bool)
+    for fold, fold_epochs in enumerate(per_fold):
+        for epoch, batches in enumerate(fold_epochs):
+            for slot, rows in enumerate(batches):
+                step = epoch * steps + slot
+                indices[step, fold, :len(rows)] = rows
+                mask[step, fold, :len(rows)] = 1.0
+                active[step, fold] = True
+    return {"steps_per_epoch": steps, "active": active, "indices": indices, "mask": mask}
+
+
+def chunk_of(plan, start, size, chunk_steps):
+    """Slots start .. start + size of a fold_plan, padded to chunk_steps (a compiled chunk
+    has one length; the padding slots never run): (active,), or (active, indices, mask)."""
+    from keras import ops
+
+    def padded(array):
+        part = array[start:start + size]
+        pad = np.zeros((chunk_steps - len(part), *part.shape[1:]), part.dtype)
+        return ops.convert_to_tensor(np.concatenate([part, pad]))
+
+    return tuple(padded(plan[key]) for key in ("active", "indices", "mask") if key in plan)
+
+
 def epoch_batches(x, y, batch_size, seed):
     """One epoch of batches of rows (x, y) as a tf.data stream (repeat it for more).
 

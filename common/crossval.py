@@ -16,7 +16,10 @@ The other folds train together, whichever demo runs them: `fold_paths` hands the
 common.engine, which steps all K - 1 networks in one compiled computation, hundreds of
 steps a call, and fine-tunes each point there too (no summaries, no pictures, no
 strategy). Each fold is still a separate run: its own rows, Adam, proximal step, adaptive
-weights and counts.
+weights and counts. The folds train beside the run's own path, each lambda right after the
+run's own point, and the path's stop rule on the validation loss reads the pooled losses
+(one fold's 76 rows are too noisy to end everyone's path), so no fold trains a point the
+pooled records cannot use.
 """
 
 import math
@@ -27,21 +30,23 @@ import numpy as np
 from common.counting import count_active_units
 from common.engine import DENSE, FINETUNE, POINT, FoldTrainer, finite
 from common.model import metric_and_standard_error, row_losses
-from common.path import PathPoint, layer_lambda_max, stop_reason
+from common.path import PathPoint, layer_lambda_max
 from common.penalties import adaptive_weights
 from common.pruning import prune_model
 
 
 class FoldPaths:
-    """The other folds of --cv, trained beside the run's own path, all in one computation.
+    """The folds of a path trained together in one computation (common.engine): the run's
+    own (fold 0, which keeps each point's weights) and, with --cv, the other K - 1.
 
     `model` lends its layers and GroupSparse settings and is not changed; `folds` are
-    Datasets with their own validation rows. `train_dense` trains every fold's dense network
-    from `start_weights` (the run's own initial weights); `train_point` then trains and
-    measures every fold at the run's next lambda, as common.path.measure_point measures the
-    run's own (pruned, fine-tuned `finetune` epochs with early stopping after `patience`,
-    scored on the fold's validation rows). `on_chunk()` runs between compiled calls (a
-    signal check). `points` holds each fold's PathPoints (without weights)."""
+    Datasets with their own validation rows. `train_dense` trains the dense networks of the
+    folds that have none yet, from `start_weights` (the run's own initial weights);
+    `train_point` then trains and measures every fold at the next lambda, as
+    common.path.measure_point measures a network (pruned, fine-tuned `finetune` epochs with
+    early stopping after `patience`, scored on the fold's validation rows). `on_chunk()` runs
+    between compiled calls (a signal check). `points` holds each fold's PathPoints and
+    `records` each fold's per-step records of the last point."""
 
     def __init__(self, model, folds, *, start_weights, lr, batch_size, seed, threshold,
                  freeze_zeros=False, finetune=0, patience=None, on_chunk=None):
@@ -51,16 +56,18 @@ class FoldPaths:
                                            for fold in folds], folds[0].task, lr, batch_size,
                                    seed, threshold, start_weights=start_weights)
         self.scratch = keras.models.clone_model(model)  # counts and prunes a fold's weights
-        self.points = [[] for _ in folds]
+        self.points, self.records = [[] for _ in folds], [None] * len(folds)
         self.on_chunk = (lambda steps: on_chunk()) if on_chunk else None
 
-    def train_dense(self, epochs, adaptive=None, layer_scaling=False):
-        """Every fold's dense network, then its adaptive weights (1 / ||w_g||**adaptive) and
-        per-layer strengths (`layer_scaling`: each kernel's lambda_max over the largest), as
-        the run's own path sets them. False when a fold diverged."""
+    def train_dense(self, epochs, adaptive=None, layer_scaling=False, trained=(0,)):
+        """The dense network of every fold but those in `trained` (the run's own, trained by
+        the demo), then every fold's adaptive weights (1 / ||w_g||**adaptive) and per-layer
+        strengths (`layer_scaling`: each kernel's lambda_max over the largest). False when a
+        fold diverged."""
         trainer = self.trainer
-        if not finite(trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
-                                    on_chunk=self.on_chunk)):
+        folds = [fold not in trained for fold in range(len(self.folds))]
+        if any(folds) and not finite(trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
+                                                   on_chunk=self.on_chunk, folds=folds)):
             return False
         for fold, data in enumerate(self.folds):
             if adaptive is not None:
@@ -79,17 +86,20 @@ class FoldPaths:
 
     def train_point(self, index, lam, scale, epochs):
         """Point `index` of the path on every fold: `epochs` epochs at strength scale `scale`
-        (none for point 0, the dense network), then measured. Returns why the folds' path
-        ends here (a fold's own stop rule, or its divergence), or None."""
-        if index > 0 and not finite(self.trainer.train(
-                epochs, (POINT, index), scale=scale, freeze_zeros=self.freeze_zeros,
-                on_chunk=self.on_chunk)):
-            return "a cross-validation fold diverged"
+        (none for point 0, the dense network), then measured. Returns None, or why the path
+        ends here: "diverged" (the run's own fold) or a fold that diverged. The stop rule on
+        the validation loss is the caller's (common.path.stop_reason, on pooled losses)."""
+        if index > 0:
+            self.records = self.trainer.train(epochs, (POINT, index), scale=scale,
+                                              freeze_zeros=self.freeze_zeros,
+                                              on_chunk=self.on_chunk)
+            broken = [fold for fold, records in enumerate(self.records) if not finite([records])]
+            if broken:
+                return "diverged" if broken[0] == 0 else \
+                    f"cross-validation fold {broken[0] + 1} diverged"
         for fold_points, point in zip(self.points, self._measure(index, lam)):
             fold_points.append(point)
-        reasons = [stop_reason(points) for points in self.points]
-        return next((f"cross-validation fold {fold + 2}: {reason}"
-                     for fold, reason in enumerate(reasons) if reason), None)
+        return None
 
     def _measure(self, index, lam):
         trainer, scratch = self.trainer, self.scratch
@@ -108,7 +118,8 @@ class FoldPaths:
             loss = float(np.mean(keras.ops.convert_to_numpy(
                 row_losses(data.task, data.y_val, predictions))))
             points.append(PathPoint(index, lam, counts.as_dict(), counts.total,
-                                    report.params_after, metric, se, loss))
+                                    report.params_after, metric, se, loss,
+                                    weights[fold] if fold == 0 else None))
         return points
 
 

@@ -33,7 +33,7 @@ layer after the step); they come back from the call as an array and are shown af
 import numpy as np
 from keras import ops
 
-from common.batches import batch_rows, stage_indices
+from common.batches import batch_rows, chunk_of, fold_plan
 from common.counting import active_counts
 from common.gradients import compiled, value_and_grad
 from common.model import row_losses
@@ -69,7 +69,6 @@ class FoldTrainer:
         self.penalty_in_loss = any(penalty is not None and not penalty[4]
                                    for penalty in self.penalties)
         self.rows = [len(x) for x, _, _, _ in folds]
-        self.batch = max(batch_rows(rows, batch_size) for rows in self.rows)
         self.batch_size = batch_size
         self.full_batch = all(batch_rows(rows, batch_size) == rows for rows in self.rows)
         tensor = ops.convert_to_tensor
@@ -83,7 +82,6 @@ class FoldTrainer:
         self.layer_factors = [ops.ones((len(self.kernel_slots),)) for _ in folds]
         self.reset_optimizer()
         self.traces = 0  # how often the compiled function was traced (tests count them)
-        self.compiled_calls = 0
         self._chunk = compiled(self._run_chunk)
 
     # -- state a caller reads and sets --------------------------------------------------
@@ -115,6 +113,17 @@ class FoldTrainer:
         self.group_weights[fold] = [ops.convert_to_tensor(np.asarray(kernel, np.float32))
                                     for kernel in weights]
 
+    def set_optimizer_state(self, fold, moments, velocities, step):
+        """Fold `fold` continues an Adam run: its moments and velocities (model.get_weights()
+        order) and the steps it has taken."""
+        self.moments[fold] = [ops.convert_to_tensor(np.asarray(value, np.float32))
+                              for value in moments]
+        self.velocities[fold] = [ops.convert_to_tensor(np.asarray(value, np.float32))
+                                 for value in velocities]
+        self.steps = ops.convert_to_tensor(np.where(
+            np.arange(self.num_folds) == fold, float(step), ops.convert_to_numpy(self.steps)),
+            "float32")
+
     def state(self):
         return (self.params, self.moments, self.velocities, self.steps)
 
@@ -131,7 +140,7 @@ class FoldTrainer:
     # -- training ------------------------------------------------------------------------
 
     def train(self, epochs, stream, scale=0.0, freeze_zeros=False, keep=None, patience=None,
-              check_epochs=1, on_chunk=None):
+              check_epochs=1, on_chunk=None, folds=None):
         """Train every fold `epochs` epochs; returns each fold's records, an array [steps,
         2 + layers] (data loss, penalty, active units per layer) per fold.
 
@@ -142,8 +151,9 @@ class FoldTrainer:
         `check_epochs` epochs the validation loss is computed, a fold stops once it has not
         improved for `patience` checks, and each fold ends with its best weights (Keras'
         EarlyStopping with restore_best_weights). `on_chunk(fold_steps_done)` runs between
-        compiled calls (progress, signals)."""
-        plan = self._plan(epochs, stream)
+        compiled calls (progress, signals). `folds`: one bool per fold, False for a fold that
+        sits this stage out (its weights and Adam untouched); every fold trains when None."""
+        plan = fold_plan(self.rows, self.batch_size, epochs, self.seed, stream)
         steps_per_epoch = plan["steps_per_epoch"]
         total = epochs * steps_per_epoch
         keep = keep or [[ops.ones((self.params[0][index].shape[0],))
@@ -151,21 +161,21 @@ class FoldTrainer:
         keep = [[ops.convert_to_tensor(np.asarray(row, np.float32)) for row in fold]
                 for fold in keep]
         check = check_epochs * steps_per_epoch if patience else 0
-        controls = (ops.convert_to_tensor(float(scale)), ops.convert_to_tensor(bool(freeze_zeros)),
-                    self.group_weights, self.layer_factors, keep, ops.convert_to_tensor(int(check), "int32"),
-                    ops.convert_to_tensor(int(patience or 0), "int32"))
+        tensor = ops.convert_to_tensor
+        controls = (tensor(float(scale)), tensor(bool(freeze_zeros)), self.group_weights,
+                    self.layer_factors, keep, tensor(int(check), "int32"),
+                    tensor(int(patience or 0), "int32"))
         inf = ops.convert_to_tensor(np.full(self.num_folds, np.inf, np.float32))
-        stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"),
-                    ops.convert_to_tensor(np.ones(self.num_folds, bool)))
+        running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)
+        stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"), tensor(running))
         records = []
         for start in range(0, total, self.chunk_steps):
             size = min(self.chunk_steps, total - start)
-            batches = self._batches(plan, start, size)
+            batches = chunk_of(plan, start, size, self.chunk_steps)
             state, stopping, rows = self._chunk(
                 self.state(), stopping, controls, batches,
                 ops.convert_to_tensor(start, "int32"), ops.convert_to_tensor(size, "int32"))
             self.restore(state)
-            self.compiled_calls += 1
             records.append(np.asarray(ops.convert_to_numpy(rows))[:size])
             if on_chunk is not None:
                 on_chunk(start + size)
@@ -177,7 +187,8 @@ class FoldTrainer:
                            for fold in range(self.num_folds)]
         rows = np.concatenate(records) if records else np.zeros((0, self.num_folds, 0))
         active = plan["active"][:len(rows)]
-        return [rows[active[:, fold], fold] for fold in range(self.num_folds)]
+        return [rows[active[:, fold], fold] if running[fold] else rows[:0, fold]
+                for fold in range(self.num_folds)]
 
     def masked(self, weights, threshold):
         """One fold's weights with every kernel row at or under `threshold` (sum |w|) set to
@@ -208,38 +219,6 @@ class FoldTrainer:
         tuned = [self.weights(fold) for fold in range(self.num_folds)]
         self.restore(saved)
         return tuned
-
-    def _plan(self, epochs, stream):
-        """The stage's batches: per fold and epoch its index arrays (none when full batch),
-        aligned so that every epoch has as many step slots as the fold with the most steps;
-        a fold with fewer steps in an epoch skips the slots after its last one."""
-        if self.full_batch:
-            return {"steps_per_epoch": 1, "active": np.ones((epochs, self.num_folds), bool)}
-        per_fold = [stage_indices(rows, self.batch_size, epochs, self.seed, *stream, fold)
-                    for fold, rows in enumerate(self.rows)]
-        steps = max(len(epoch) for fold in per_fold for epoch in fold)
-        indices = np.zeros((epochs * steps, self.num_folds, self.batch), np.int32)
-        mask = np.zeros((epochs * steps, self.num_folds, self.batch), np.float32)
-        active = np.zeros((epochs * steps, self.num_folds), bool)
-        for fold, fold_epochs in enumerate(per_fold):
-            for epoch, batches in enumerate(fold_epochs):
-                for slot, rows in enumerate(batches):
-                    step = epoch * steps + slot
-                    indices[step, fold, :len(rows)] = rows
-                    mask[step, fold, :len(rows)] = 1.0
-                    active[step, fold] = True
-        return {"steps_per_epoch": steps, "active": active, "indices": indices, "mask": mask}
-
-    def _batches(self, plan, start, size):
-        """The chunk's slice of the plan, padded to chunk_steps (padding steps never run)."""
-        def padded(array):
-            part = array[start:start + size]
-            pad = np.zeros((self.chunk_steps - len(part), *part.shape[1:]), part.dtype)
-            return ops.convert_to_tensor(np.concatenate([part, pad]))
-
-        if self.full_batch:
-            return (padded(plan["active"]),)
-        return padded(plan["active"]), padded(plan["indices"]), padded(plan["mask"])
 
     # -- the compiled computation --------------------------------------------------------
 
@@ -296,11 +275,13 @@ class FoldTrainer:
                 masks = [None] * self.num_folds
             else:
                 rows = batches[1][index]
-                xs = [ops.take(x, rows[fold], axis=0) for fold, (x, _, _, _) in enumerate(self.data)]
-                ys = [ops.take(y, rows[fold], axis=0) for fold, (_, y, _, _) in enumerate(self.data)]
+                xs = [ops.take(x, rows[fold], axis=0) for fold, (x, *_) in enumerate(self.data)]
+                ys = [ops.take(y, rows[fold], axis=0)
+                      for fold, (_, y, *_) in enumerate(self.data)]
                 masks = [batches[2][index][fold] for fold in range(self.num_folds)]
             flat = [value for fold in params for value in fold]
-            (_, losses), grads = gradient(flat, (scale, group_weights, layer_factors, xs, ys, masks))
+            (_, losses), grads = gradient(flat, (scale, group_weights, layer_factors, xs, ys,
+                                                 masks))
             size = len(params[0])
             new_state = ([], [], [], [])
             row_records = []

@@ -153,7 +153,12 @@ class UnitHistory(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if hasattr(self.model, "jax_state_sync"):  # JAX: the step's state into the variables
             self.model.jax_state_sync()
-        rows = np.concatenate([self._pending, self.recorder.drain()])
+        self.add_steps(self.recorder.drain())
+
+    def add_steps(self, rows):
+        """Per-step rows (data loss, penalty, active units per layer) as epoch records, e.g.
+        the records common.engine returns for a path point."""
+        rows = np.concatenate([self._pending, np.asarray(rows, np.float32)])
         whole = len(rows) // self.steps_per_epoch * self.steps_per_epoch
         self._pending = rows[whole:]
         for epoch_rows in np.split(rows[:whole], whole // self.steps_per_epoch) if whole else []:

@@ -22,13 +22,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from common.counting import count_active_units, unit_kernels
-from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
-from common.engine import FINETUNE, FoldTrainer
+from common.adaptive import kernel_regularizers
+from common.counting import unit_kernels
 from common.fitting import drop_compiled_step
 from common.gradients import gradient_numpy
-from common.model import higher_is_better, metric_and_standard_error, metric_name, row_losses
-from common.pruning import prune_model
+from common.model import higher_is_better, metric_name, row_losses
 
 GRID_RATIO = 1e-3  # lambda_min / lambda_max of the automatic grid
 STOP_LOSS_RATIO = 2.0  # stop once the validation loss exceeds this times the best ...
@@ -124,60 +122,35 @@ def path_epochs(config):
     return epochs // config.eval_every * config.eval_every or epochs
 
 
-def measure_point(model, data, config, index, lam, tuner=None):
-    """Count, prune and score on the validation split; with --finetune, the pruned network
-    is fine-tuned first by `tuner` (a FoldTrainer of this run's rows, FoldTrainer.finetune)."""
-    counts = count_active_units(model, config.threshold)
-    pruned, report = prune_model(model, config.threshold, data.feature_names)
-    if tuner is not None:  # the pruned network trained on, as the end of the run will
-        tuned, = tuner.finetune([model.get_weights()], config.finetune, (FINETUNE, index),
-                                config.threshold, config.patience)
-        predictions = tuner.predict(0, data.x_val, tuned)
-    else:
-        predictions = ops.convert_to_numpy(pruned(data.x_val[:, report.kept_inputs],
-                                                  training=False))
-    metric, se = metric_and_standard_error(data, data.y_val, predictions)
-    loss = float(np.mean(ops.convert_to_numpy(row_losses(data.task, data.y_val, predictions))))
-    return PathPoint(index, lam, counts.as_dict(), counts.total, report.params_after, metric,
-                     se, loss, [np.array(weight) for weight in model.get_weights()])
-
-
-def stop_reason(points):
+def stop_reason(points, losses=None):
     """Why a path whose measured points are `points` ends here, or None to go on: a layer
     with no unit left, or a validation loss above STOP_LOSS_RATIO x the best so far at each
-    of the last STOP_PATIENCE points."""
+    of the last STOP_PATIENCE points. `losses`: the validation losses that rule reads, one
+    per point (the points' own when None; --cv's pooled ones, common.stages)."""
     if min(points[-1].units["inputs"], *points[-1].units["hidden"]) == 0:
         return "a layer has no unit left"
+    losses = [point.val_loss for point in points] if losses is None else losses
     worse = 0
-    for index, point in enumerate(points):
-        best_loss = min(earlier.val_loss for earlier in points[:index + 1])
-        worse = worse + 1 if point.val_loss > STOP_LOSS_RATIO * best_loss else 0
+    for index, loss in enumerate(losses):
+        worse = worse + 1 if loss > STOP_LOSS_RATIO * min(losses[:index + 1]) else 0
     if worse >= STOP_PATIENCE:
         return f"the validation loss stayed above {STOP_LOSS_RATIO:g} x the best"
     return None
 
 
-def run_path(model, data, config, scale, train_for, points, lambdas, on_point=None,
-             beside=None):
-    """Train and measure each lambda in turn, appending a PathPoint to `points` (so a
-    caller stopped by Ctrl-C keeps the finished ones). `train_for(epochs)` trains the model
-    in place and returns False when training diverged. `beside(point)` runs after each
-    point (the other folds of --cv at the same lambda) and returns why they end the path,
-    or None. Returns why the path ended."""
-    # --finetune: every point's pruned network fine-tuned in one compiled computation.
-    tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
-                        data.task, config.lr, config.batch_size, config.seed) \
-        if config.finetune else None
-    for index, lam in enumerate([0.0, *lambdas]):  # point 0: the dense network as trained
-        set_scale(model, scale, lam / base_strength(config))
-        if index > 0 and train_for(path_epochs(config)) is False:
-            return "diverged"
-        point = measure_point(model, data, config, index, lam, tuner)
-        points.append(point)
-        if on_point is not None:
-            on_point(point)
-        reason = beside(point) if beside is not None else None
-        reason = stop_reason(points) or reason
+def run_path(points, lambdas, train_point, on_point=None, pooled_losses=None):
+    """Train and measure each lambda in turn (point 0: the dense network as trained),
+    appending its PathPoint to `points`, so a caller stopped by Ctrl-C keeps the finished
+    ones. `train_point(index, lambda)` returns (the point or None, why the path ends there
+    or None); `pooled_losses()` the validation losses the stop rule reads instead of the
+    points' own (--cv). Returns why the path ended."""
+    for index, lam in enumerate([0.0, *lambdas]):
+        point, reason = train_point(index, lam)
+        if point is not None:
+            points.append(point)
+            if on_point is not None:
+                on_point(point)
+            reason = reason or stop_reason(points, pooled_losses() if pooled_losses else None)
         if reason:
             return reason
     return "every lambda was trained"

@@ -9,12 +9,28 @@ lambda right after the run's own, all of them in one compiled computation (commo
 
 import sys
 
+import keras
+
 from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
 from common.crossval import FoldPaths, cv_records
 from common.data import fold_datasets
 from common.model import build_model, make_regularizer
 from common.path import (attach_scale, base_strength, finish_path, lambda_grid,
                          layer_lambda_max, path_epochs, run_path)
+
+
+def adam_state(optimizer, model):
+    """(moments, velocities, steps) of the Adam (inside a ProximalOptimizer or not) that
+    trains `model`, in model.get_weights() order; None for another optimizer."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(inner, keras.optimizers.Adam) or not inner.built:
+        return None
+    slots = {id(variable): index for index, variable in enumerate(inner._trainable_variables)}
+    order = [slots[id(variable)] for variable in model.trainable_variables]
+    numpy = keras.ops.convert_to_numpy
+    return ([numpy(inner._momentums[index]) for index in order],
+            [numpy(inner._velocities[index]) for index in order],
+            int(numpy(inner.iterations)))
 
 
 class PathRun:
@@ -26,8 +42,8 @@ class PathRun:
     --layer-scaling). Without these flags it is the demo's plain training.
     """
 
-    def __init__(self, config, data, model):
-        self.config, self.data, self.model = config, data, model
+    def __init__(self, config, data, model, optimizer=None):
+        self.config, self.data, self.model, self.optimizer = config, data, model, optimizer
         self.points, self.ended, self.stages = [], "not started", {}
         self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
         self.initial_weights = model.get_weights() if config.cv else None
@@ -35,11 +51,14 @@ class PathRun:
         num_points = len(config.path_lambdas or ()) or config.path_points
         self.total_epochs = num_points * path_epochs(config) if config.path else 0
 
-    def train(self, train_epochs, on_point=None, on_penalty_change=None, on_chunk=None):
-        """`train_epochs(epochs)` trains the model in place and returns False when it
-        diverged; `on_penalty_change()` is called when the penalty's constants changed (a
-        custom loop traces its step again); `on_chunk()` between two compiled calls of the
-        folds (a signal check). Returns False when training diverged."""
+    def train(self, train_epochs, show=None, on_point=None, on_penalty_change=None,
+              on_chunk=None):
+        """`train_epochs(epochs)` trains the model in place (the demo's own loop) and returns
+        False when it diverged; `show(records)` shows the per-step records of a path point
+        trained by the engine (rows of data loss, penalty, active units per layer);
+        `on_penalty_change()` is called when the penalty's constants changed (a custom loop
+        traces its step again); `on_chunk()` between two compiled calls of the engine (a
+        signal check). Returns False when training diverged."""
         config, epochs = self.config, self.config.epochs
         if config.adaptive is not None and not config.path:
             first = epochs // 2
@@ -49,8 +68,9 @@ class PathRun:
             epochs -= first
         if not train_epochs(epochs):
             return False
-        self.run(train_epochs, on_point, on_penalty_change, on_chunk)
-        return True
+        if config.path:
+            self.run(show, on_point, on_penalty_change, on_chunk)
+        return self.ended != "diverged"
 
     def _weigh_groups(self, on_penalty_change):
         set_adaptive_weights(self.model, self.config.adaptive)
@@ -58,56 +78,71 @@ class PathRun:
         if on_penalty_change is not None:
             on_penalty_change()
 
-    def run(self, train_epochs, on_point=None, on_penalty_change=None, on_chunk=None):
-        """The path from the trained dense network; `train_epochs` as for `train`."""
-        if not self.config.path:
-            return
+    def run(self, show=None, on_point=None, on_penalty_change=None, on_chunk=None):
+        """The path from the trained dense network, in the engine (common.crossval.FoldPaths):
+        the run's own network is fold 0, and with --cv the other folds train beside it,
+        each lambda on every fold before the next. The stop rule reads the pooled losses."""
+        config, data = self.config, self.data
         tops = None
-        if self.config.adaptive is not None:
+        if config.adaptive is not None:
             self._weigh_groups(on_penalty_change)
-        if self.config.layer_scaling == "lambda-max":
-            tops = layer_lambda_max(self.model, self.data.x_train, self.data.y_train,
-                                    self.data.task)
+        if config.layer_scaling == "lambda-max":
+            tops = layer_lambda_max(self.model, data.x_train, data.y_train, data.task)
             self.stages["layer_lambda_max"] = tops
             scale_layers(self.model, tops)
             if on_penalty_change is not None:
                 on_penalty_change()
-        lambdas = lambda_grid(self.config, self.model, self.data, tops)
-        folds = self.start_folds(on_chunk) if self.config.cv else None
-        beside = None
-        if folds is not None:  # each lambda on the other folds right after the run's own
-            def beside(point):
-                return folds.train_point(point.index, point.lam,
-                                         point.lam / base_strength(self.config),
-                                         path_epochs(self.config))
-        self.ended = "interrupted"  # until run_path returns
-        self.ended = run_path(self.model, self.data, self.config, self.scale, train_epochs,
-                              self.points, lambdas, on_point, beside)
-        if folds is not None and self.ended != "diverged":
-            self.folds += [(points, len(fold.x_val))
-                           for points, fold in zip(folds.points, folds.folds)]
-
-    def start_folds(self, on_chunk=None):
-        """--cv: the other folds' dense networks, all in one computation, each from the
-        run's own initial weights (common.crossval.FoldPaths); None if one diverged."""
-        config = self.config
-        self.folds = [(self.points, len(self.data.x_val))]
-        others = fold_datasets(self.data, config.cv, config.seed)
-        print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
-              f"each, scored on {len(others[0].x_val)}) train beside the path, together",
-              file=sys.stderr, flush=True)
+        lambdas = lambda_grid(config, self.model, data, tops)
+        others = fold_datasets(data, config.cv, config.seed) if config.cv else []
+        if others:
+            print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
+                  f"each, scored on {len(others[0].x_val)}) train beside the path, together",
+                  file=sys.stderr, flush=True)
         # A fresh network of the same settings lends its layers (the run's own may carry
-        # per-layer strengths of its own lambda_max scaling).
-        template = build_model(self.data, config.hidden, make_regularizer(config))
-        folds = FoldPaths(template, others, start_weights=self.initial_weights, lr=config.lr,
-                          batch_size=config.batch_size, seed=config.seed,
-                          threshold=config.threshold, freeze_zeros=config.freeze_zeros,
-                          finetune=config.finetune, patience=config.patience,
-                          on_chunk=on_chunk)
-        if not folds.train_dense(config.epochs, config.adaptive,
-                                 config.layer_scaling == "lambda-max"):
-            return None
-        return folds
+        # per-layer strengths of its own lambda_max scaling, which FoldPaths sets itself).
+        template = build_model(data, config.hidden, make_regularizer(config))
+
+        def start(folds):
+            search = FoldPaths(
+                template, folds, start_weights=self.initial_weights or self.model.get_weights(),
+                lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+                threshold=config.threshold, freeze_zeros=config.freeze_zeros,
+                finetune=config.finetune, patience=config.patience, on_chunk=on_chunk)
+            search.trainer.set_weights(0, self.model.get_weights())
+            state = adam_state(self.optimizer, self.model)
+            if state is not None:  # the run's own path continues its dense training's Adam
+                search.trainer.set_optimizer_state(0, *state)
+            ready = search.train_dense(config.epochs, config.adaptive,
+                                       config.layer_scaling == "lambda-max")
+            return search, ready
+
+        self.ended = "interrupted"  # until the path returns
+        search, ready = start([data, *others])
+        if not ready:  # a fold's dense network diverged: the run's own split chooses
+            others = []
+            search, _ = start([data])
+        self.folds = [(self.points, len(data.x_val))]
+        parts = [(points, len(fold.x_val)) for points, fold in zip(search.points[1:], others)]
+
+        def train_point(index, lam):
+            reason = search.train_point(index, lam, lam / base_strength(config),
+                                        path_epochs(config))
+            point = search.points[0][index] if len(search.points[0]) > index else None
+            if point is not None:
+                self.model.set_weights(point.weights)  # the demo shows the point's network
+            if index > 0 and show is not None and len(search.records[0]):
+                show(search.records[0])
+            return point, reason
+
+        def pooled_losses():
+            if not others:
+                return None
+            return [record["val_loss"] for record in cv_records(data.task, [*self.folds,
+                                                                             *parts])]
+
+        self.ended = run_path(self.points, lambdas, train_point, on_point, pooled_losses)
+        if others and self.ended != "diverged":
+            self.folds += parts
 
     def finish(self):
         """The run.json fields of the path; the model then holds the selected weights."""

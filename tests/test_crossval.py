@@ -139,16 +139,16 @@ def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monke
     train = common.crossval.FoldTrainer.train
     calls = []
 
-    def stopped_at_the_folds_first_point(self, *args, **kwargs):
+    def stopped_at_the_second_point(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:  # after the folds' dense networks
+        if len(calls) == 3:  # the folds' dense networks, point 1 on every fold, then this
             raise KeyboardInterrupt
         return train(self, *args, **kwargs)
 
-    monkeypatch.setattr(common.crossval.FoldTrainer, "train", stopped_at_the_folds_first_point)
+    monkeypatch.setattr(common.crossval.FoldTrainer, "train", stopped_at_the_second_point)
     summary = demo_tensorflow.main(["--path", "--cv", "3", "--epochs", "50", "--path-epochs",
                                     "25", "--path-points", "2", "--logdir", str(tmp_path)])
-    assert summary["status"] == "interrupted" and len(calls) == 2
+    assert summary["status"] == "interrupted" and len(calls) == 3
     assert summary["cv"]["folds_done"] == 1 and "records" not in summary["cv"]
     assert "not every fold finished" in summary["cv"]["note"]
     assert summary["selected"]["rule"] == "1se" and len(summary["path"]) >= 2

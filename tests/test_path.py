@@ -13,7 +13,7 @@ from common import count_active_units
 from common.config import parse_config
 from common.data import DataError, Dataset, load_dataset
 from common.model import build_model, make_optimizer, make_regularizer, metric_and_standard_error
-from common.path import attach_scale, lambda_grid, run_path, select_point, set_scale
+from common.path import attach_scale, lambda_grid, select_point, set_scale
 from tests.helpers import full_batch_fit, read_scalars
 
 
@@ -51,6 +51,25 @@ def test_ties_go_to_the_better_metric_then_to_the_larger_lambda():
     assert select_point(exactly_at_bound, "regression", "1se")[0] == 1
 
 
+def test_the_path_stops_on_an_empty_layer_or_a_loss_twice_the_best_twice():
+    """The stop rule on hand-made points; with --cv it reads the pooled losses it is given,
+    not the run's own split's."""
+    from common.path import PathPoint, stop_reason
+
+    def points(losses, hidden=(5, 3)):
+        return [PathPoint(index, 0.0, {"inputs": 4, "hidden": list(hidden)}, 12, 50, 1.0, 0.1,
+                          loss) for index, loss in enumerate(losses)]
+
+    assert stop_reason(points([1.0, 0.5, 1.1])) is None  # once above 2 x 0.5
+    assert "stayed above 2 x the best" in stop_reason(points([1.0, 0.5, 1.1, 1.2]))
+    assert stop_reason(points([1.0, 0.5, 1.1, 0.9, 1.2])) is None  # the run was broken
+    assert stop_reason(points([1.0])) is None
+    assert stop_reason(points([1.0], hidden=(5, 0))) == "a layer has no unit left"
+    noisy_own_split = points([1.0, 0.4, 0.9, 0.95])
+    assert stop_reason(noisy_own_split) is not None
+    assert stop_reason(noisy_own_split, losses=[1.0, 0.8, 0.85, 0.9]) is None  # pooled
+
+
 def test_standard_error_of_rmse_and_accuracy_against_numpy():
     data = load_dataset("boston", seed=0)
     rng = np.random.default_rng(0)
@@ -76,24 +95,29 @@ def small_path_setup(**overrides):
 
 @pytest.mark.backends
 def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
+    """The run's path in the engine: point k's first step starts from point k-1's weights
+    (its data loss there is a NumPy forward pass of them), lambda grows from 0, each point's
+    counts are its weights' recount, and the demo is shown every point's steps."""
+    from common.stages import PathRun
+
     config, data, model, scale = small_path_setup()
-    full_batch_fit(model, data.x_train, data.y_train, 60)
-    lambdas = lambda_grid(config, model, data)
-    assert len(lambdas) == 5 and all(b > a > 0 for a, b in zip(lambdas, lambdas[1:]))
-    starts, points = [], []
-
-    def train_for(epochs):
-        starts.append([np.array(weight) for weight in model.get_weights()])
-        full_batch_fit(model, data.x_train, data.y_train, epochs)
-
-    run_path(model, data, config, scale, train_for, points, lambdas)
-    assert [point.lam for point in points][:len(starts) + 1] == [0.0, *lambdas][:len(points)]
-    for start, previous in zip(starts, points):  # point k+1 began where point k ended
-        for got, expected in zip(start, previous.weights):
-            np.testing.assert_array_equal(got, expected)
+    run, shown = PathRun(config, data, model, model.optimizer), []
+    run.train(lambda epochs: full_batch_fit(model, data.x_train, data.y_train, epochs) or True,
+              show=shown.append)
+    points = run.points
+    assert points[0].lam == 0.0 and all(b.lam > a.lam > 0 or a.lam == 0
+                                        for a, b in zip(points, points[1:]))
+    assert len(points) >= 3 and len(shown) == len(points) - 1
+    assert all(len(records) == config.path_epochs for records in shown)
+    for records, previous in zip(shown, points):
+        weights = [np.asarray(weight, np.float64) for weight in previous.weights]
+        hidden = np.maximum(data.x_train @ weights[0] + weights[1], 0)
+        hidden = np.maximum(hidden @ weights[2] + weights[3], 0)
+        expected = np.mean(np.sum((hidden @ weights[4] + weights[5] - data.y_train) ** 2, 1))
+        assert records[0, 0] == pytest.approx(expected, rel=1e-4)
     for point in points:  # the recorded counts are those of the recorded weights
-        model.set_weights(point.weights)
-        recount = count_active_units(model, config.threshold)
+        recount = count_active_units([point.weights[0], point.weights[2], point.weights[4]],
+                                     config.threshold)
         assert point.units == recount.as_dict() and point.total_units == recount.total
     assert points[-1].total_units < points[0].total_units  # the penalty removed units
 
@@ -104,20 +128,22 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     network is fine-tuned on the training rows, with the validation split for early
     stopping, before it is scored. A stand-in for the fine-tuning zeroes the network it is
     given, so the validation loss must be that of predicting 0: mean(y_val**2) in NumPy."""
-    import common.path
+    from common.crossval import FoldPaths
     from common.engine import FoldTrainer
 
     config, data, model, scale = small_path_setup(finetune=7, patience=5)
     calls = []
 
-    def zeroing_finetune(self, weights, epochs, stream, threshold, patience):
+    def zeroing_finetune(self, weights, epochs, stream, threshold, patience, on_chunk):
         calls.append(([[value.shape for value in fold] for fold in weights], epochs, patience))
         return [[np.zeros_like(value) for value in fold] for fold in weights]
 
     monkeypatch.setattr(FoldTrainer, "finetune", zeroing_finetune)
-    tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
-                        data.task, config.lr, None, config.seed)
-    point = common.path.measure_point(model, data, config, 0, 0.0, tuner)
+    search = FoldPaths(model, [data], start_weights=model.get_weights(), lr=config.lr,
+                       batch_size=None, seed=0, threshold=config.threshold, finetune=7,
+                       patience=5)
+    search.train_point(0, 0.0, 0.0, 20)
+    point = search.points[0][0]
     assert point.val_loss == pytest.approx(float(np.mean(np.square(data.y_val))), rel=1e-5)
     assert calls == [([[weight.shape for weight in model.get_weights()]], 7, 5)]
     # The path's own weights are untouched: only the pruned copy was fine-tuned.
