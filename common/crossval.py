@@ -49,12 +49,12 @@ class FoldPaths:
     `records` each fold's per-step records of the last point."""
 
     def __init__(self, model, folds, *, start_weights, lr, batch_size, seed, threshold,
-                 freeze_zeros=False, finetune=0, patience=None, on_chunk=None):
+                 freeze_zeros=False, finetune=0, patience=None, on_chunk=None, xla=True):
         self.folds, self.threshold, self.freeze_zeros = folds, threshold, freeze_zeros
         self.finetune, self.patience = finetune, patience
         self.trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
                                            for fold in folds], folds[0].task, lr, batch_size,
-                                   seed, threshold, start_weights=start_weights)
+                                   seed, threshold, start_weights=start_weights, xla=xla)
         self.scratch = keras.models.clone_model(model)  # counts and prunes a fold's weights
         self.points, self.records = [[] for _ in folds], [None] * len(folds)
         self.on_chunk = (lambda steps: on_chunk()) if on_chunk else None
@@ -66,8 +66,9 @@ class FoldPaths:
         fold diverged."""
         trainer = self.trainer
         folds = [fold not in trained for fold in range(len(self.folds))]
-        if any(folds) and not finite(trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
-                                                   on_chunk=self.on_chunk, folds=folds)):
+        if any(folds) and not finite(trainer.train(
+                epochs, (DENSE,), freeze_zeros=self.freeze_zeros, on_chunk=self.on_chunk,
+                folds=folds)):
             return False
         for fold, data in enumerate(self.folds):
             if adaptive is not None:

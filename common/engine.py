@@ -43,16 +43,20 @@ from common.proximal import adam_steps, prox_group_sparse
 CHUNK_STEPS = 500  # steps per compiled call (at most): a fixed size, so one compilation
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as the demos use
 DENSE, POINT, FINETUNE = 0, 1, 2  # each stage's batch stream: (seed, stage, point, fold)
+# XLA's compile (5-10 s on 2 cores) saves about 0.15 ms a fold-step (0.04 against 0.2): it
+# pays from about this many fold-steps on.
+XLA_FOLD_STEPS = 30_000
 
 
 class FoldTrainer:
     """`model`'s network trained on each of `folds` ((x_train, y_train, x_val, y_val) each)
     from `start_weights` (model.get_weights() order; the model's current weights when None).
     The validation rows serve early stopping only. `model` itself is never changed: it only
-    lends its layers (`stateless_call`) and its GroupSparse settings."""
+    lends its layers (`stateless_call`) and its GroupSparse settings. `xla`: compile with
+    XLA on TensorFlow (worth its seconds from about XLA_FOLD_STEPS fold-steps on)."""
 
     def __init__(self, model, folds, task, lr, batch_size, seed, threshold=0.0,
-                 chunk_steps=CHUNK_STEPS, start_weights=None):
+                 chunk_steps=CHUNK_STEPS, start_weights=None, xla=True):
         self.model, self.task, self.lr, self.seed = model, task, float(lr), seed
         self.threshold, self.chunk_steps = float(threshold), int(chunk_steps)
         self.num_folds = len(folds)
@@ -82,7 +86,7 @@ class FoldTrainer:
         self.layer_factors = [ops.ones((len(self.kernel_slots),)) for _ in folds]
         self.reset_optimizer()
         self.traces = 0  # how often the compiled function was traced (tests count them)
-        self._chunk = compiled(self._run_chunk)
+        self._chunk = compiled(self._run_chunk, xla)
 
     # -- state a caller reads and sets --------------------------------------------------
 

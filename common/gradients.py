@@ -76,10 +76,12 @@ def value_and_grad(fn):
     raise NotImplementedError(f"gradients on the {backend!r} backend are not supported")
 
 
-def compiled(fn):
-    """`fn` compiled whole for the current backend: XLA on TensorFlow (tf.function with
-    jit_compile), jax.jit on JAX; as it is on torch. Its arguments must be tensors (or nested
-    lists of them), never Python numbers, or every new value compiles again."""
+def compiled(fn, xla=True):
+    """`fn` compiled whole for the current backend: jax.jit on JAX; on TensorFlow a
+    tf.function, compiled by XLA when `xla` (a few seconds to compile, then several times
+    faster a step: it pays on long runs only); as it is on torch. Its arguments must be
+    tensors (or nested lists of them), never Python numbers, or every new value compiles
+    again."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -88,5 +90,5 @@ def compiled(fn):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=tf.test.is_built_with_xla())
+        return tf.function(fn, jit_compile=xla and tf.test.is_built_with_xla())
     return fn

@@ -12,8 +12,10 @@ import sys
 import keras
 
 from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
+from common.batches import count_epoch_steps
 from common.crossval import FoldPaths, cv_records
 from common.data import fold_datasets
+from common.engine import XLA_FOLD_STEPS
 from common.model import build_model, make_regularizer
 from common.path import (attach_scale, base_strength, finish_path, lambda_grid,
                          layer_lambda_max, path_epochs, run_path)
@@ -103,11 +105,15 @@ class PathRun:
         template = build_model(data, config.hidden, make_regularizer(config))
 
         def start(folds):
+            steps = count_epoch_steps(len(data.x_train), config.batch_size)
+            fold_steps = len(folds) * steps * (config.epochs + (len(lambdas) + 1) * (
+                path_epochs(config) + config.finetune))
             search = FoldPaths(
                 template, folds, start_weights=self.initial_weights or self.model.get_weights(),
                 lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                 threshold=config.threshold, freeze_zeros=config.freeze_zeros,
-                finetune=config.finetune, patience=config.patience, on_chunk=on_chunk)
+                finetune=config.finetune, patience=config.patience, on_chunk=on_chunk,
+                xla=fold_steps >= XLA_FOLD_STEPS)
             search.trainer.set_weights(0, self.model.get_weights())
             state = adam_state(self.optimizer, self.model)
             if state is not None:  # the run's own path continues its dense training's Adam

@@ -102,7 +102,8 @@ def test_ragged_minibatches_follow_their_definition_and_equal_separate_runs(bost
     assert [len(rows) for rows in stage_indices(100, None, 1, seed)[0]] == [100]  # full batch
     model = network(boston)
     start = model.get_weights()
-    trainer = FoldTrainer(model, folds, "regression", 1e-3, 64, seed=seed, chunk_steps=5)
+    trainer = FoldTrainer(model, folds, "regression", 1e-3, 64, seed=seed, chunk_steps=5,
+                          xla=False)  # the plain graph: the same maths, a faster compile
     trainer.train(4, stream=stream, scale=2.0)
     for fold, (x, y, _, _) in enumerate(folds):
         batches = [rows for epoch in stage_indices(len(x), 64, 4, seed, *stream, fold)
@@ -149,12 +150,14 @@ def test_early_stopping_stops_one_fold_and_leaves_it_at_its_best(boston):
     (x0, y0, _, _), (x1, y1, _, _) = folds_of(boston, [200, 200])
     folds = [(x0, y0, x0, y0), (x1, y1, x1, 1.0 - y1)]
     model = network(boston, proximal=False)
-    trainer = FoldTrainer(model, folds, "regression", 1e-2, None, seed=0, chunk_steps=40)
+    trainer = FoldTrainer(model, folds, "regression", 1e-2, None, seed=0, chunk_steps=40,
+                          xla=False)
     start = trainer.weights(1)
     trainer.train(200, stream=(2,), patience=2, check_epochs=10)
     steps = keras.ops.convert_to_numpy(trainer.steps)
     assert steps[0] == 200 and steps[1] == 30  # checks at 10 (best), 20 and 30 (stop)
-    alone = FoldTrainer(model, folds[1:], "regression", 1e-2, None, seed=0, chunk_steps=40)
+    alone = FoldTrainer(model, folds[1:], "regression", 1e-2, None, seed=0, chunk_steps=40,
+                        xla=False)
     alone.train(10, stream=(2,))
     for have, want in zip(trainer.weights(1), alone.weights(0)):
         np.testing.assert_allclose(have, want, atol=1e-6)
