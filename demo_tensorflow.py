@@ -180,11 +180,13 @@ def train(config, data, on_progress=None):
     path_records = RecordWriter(writer, names, config.threshold, described=True)
 
     def show(records):
-        """A path point's steps, trained by common/engine.py: their per-step scalars."""
+        """A path point's steps, trained by common/engine.py: their scalars at every
+        eval_every-th step (TensorBoard keeps 1000 values a chart; a path has ~100,000)."""
         first = steps_done()
         engine["steps"] += len(records)
         path_records.write([(first + step, loss, penalty, units) for step, (loss, penalty,
-                            *units) in enumerate(records.tolist(), start=1)])
+                            *units) in enumerate(records.tolist(), start=1)
+                            if step % config.eval_every == 0 or step == len(records)])
         if not config.no_pictures and pictures_due(first, steps_done(), total):
             with writer.as_default(step=steps_done()):
                 write_kernel_pictures(kernels, names)

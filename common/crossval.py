@@ -113,7 +113,7 @@ class FoldPaths:
         for fold, data in enumerate(self.folds):
             scratch.set_weights(weights[fold])
             counts = count_active_units(scratch, self.threshold)
-            _, report = prune_model(scratch, self.threshold, data.feature_names)
+            _, report = prune_model(scratch, self.threshold, data.feature_names, build=False)
             predictions = trainer.predict(fold, data.x_val, scored[fold])
             metric, se = metric_and_standard_error(data, data.y_val, predictions)
             loss = float(np.mean(keras.ops.convert_to_numpy(

@@ -1,33 +1,19 @@
 """K folds of one network trained side by side, many steps per compiled call.
 
-Choosing λ by cross-validation trains the same network K times (one per fold) at every λ of
-the path. Step by step in Python that is dispatch, not arithmetic: a Boston step is about
-a megaflop. Here the K networks train in lockstep inside one compiled function (XLA on
-TensorFlow, jit on JAX), hundreds of steps a call:
-
     trainer = FoldTrainer(model, folds, task="regression", lr=1e-3, batch_size=None, seed=0)
-    rows = trainer.train(1500, stream=(0, 0))               # the dense networks, lambda 0
+    rows = trainer.train(1500, stream=(0,))                 # the dense networks, lambda 0
     rows = trainer.train(100, stream=(1, 1), scale=0.5)     # a path point: base lambda x 0.5
 
-What a fold axis is: fold k is a separate run with its own training rows, data loss, Adam
-moments and step count, proximal step, adaptive weights and counts. Its network is its own
-list of arrays, one per trainable variable of `model` (kernel and bias of each Dense layer),
-and the forward pass is `model.stateless_call` on them: the same layers, the same maths as
-`fit`. The loss handed to autodiff is the sum of the folds' mean data losses; fold k's
-weights appear only in fold k's term, so their gradient is fold k's own. Nothing is
-shared but the compiled code. A fold that does not step (its epoch is shorter, or its early
-stopping has stopped it) keeps its weights and Adam state bit for bit.
-
-Where λ enters: `scale` multiplies every kernel's GroupSparse strengths, as the path's
-strength scale does (common.path). With the subgradient solver the penalty
-(`penalties.group_sparse_penalty`) is added to each fold's loss; with the proximal solver
-Adam steps on the data loss and then `proximal.prox_group_sparse` runs on each kernel with
-Adam's own per-weight steps (`proximal.adam_steps`), as `ProximalOptimizer` does. λ, the
-adaptive weights, the frozen rows and the early-stopping settings are tensors: one
-compilation serves a whole path, fine-tuning included.
-
-Each step writes one record per fold (data loss, penalty after the step, active units per
-layer after the step); they come back from the call as an array and are shown afterwards.
+Fold k is a separate run: its own rows, data loss, Adam moments and step count, proximal
+step, adaptive weights and counts. Its network is its own list of arrays, run through the
+model's layers (`model.stateless_call`); the loss handed to autodiff is the sum of the
+folds' mean data losses, so each fold's gradient is its own. λ enters as `scale` on every
+GroupSparse strength: in the loss (subgradient solver, `penalties.group_sparse_penalty`) or
+in `proximal.prox_group_sparse` after Adam's step, with Adam's per-weight steps
+(`proximal.adam_steps`), as ProximalOptimizer does. λ, the adaptive weights, the frozen rows
+and the early-stopping settings are tensors: one compilation serves a whole path,
+fine-tuning included. Each step writes one record per fold (data loss, penalty and active
+units per layer after the step), returned by the call. More in common/README.md.
 """
 
 import numpy as np
@@ -359,11 +345,7 @@ class FoldTrainer:
         return best, best_loss, wait, running
 
 
-def fold_steps(records):
-    """Steps trained, summed over the folds."""
-    return int(sum(len(rows) for rows in records))
-
-
 def finite(records):
+    """Whether every record's data loss and penalty is finite."""
     return all(np.all(np.isfinite(rows[:, :2])) for rows in records if len(rows))
 

@@ -106,11 +106,12 @@ def _prune_pass(kernels, biases, activations):
     return changed, folded
 
 
-def prune_model(model, threshold=1e-3, feature_names=None):
+def prune_model(model, threshold=1e-3, feature_names=None, build=True):
     """A new plain Keras model without the inactive units, and a PruneReport.
 
     The new model takes only the surviving input features (report.kept_inputs), has no
     regularizer or other custom object, and predicts what the thresholded model predicts.
+    `build=False` returns (None, the report) without building it (the path measures many).
     """
     layers = _dense_chain(model)
     kernels = thresholded_kernels(model, threshold)
@@ -143,12 +144,13 @@ def prune_model(model, threshold=1e-3, feature_names=None):
                       "so that predict() has a column to read)")
         kernels, biases, layers = (
             [np.zeros((1, layers[-1].units), np.float32)], [biases[-1]], [layers[-1]])
-    pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers)
+    pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers) if build else None
     after = [len(kept_inputs)] + [kernel.shape[1] for kernel in kernels]
     if after == before:
         notes.append("nothing to prune: every unit is active")
     report = PruneReport(
-        before, after, int(model.count_params()), int(pruned.count_params()),
+        before, after, int(model.count_params()),
+        sum(int(kernel.size) + int(bias.size) for kernel, bias in zip(kernels, biases)),
         [int(index) for index in kept_inputs], [feature_names[index] for index in kept_inputs],
         folded, notes)
     return pruned, report
