@@ -143,6 +143,17 @@ def train(config, data, on_progress=None):
     outcome = Outcome("completed", 0, units_before, wall_started)
     timing = {"seconds": 0.0, "steps": 0}
 
+    def diverged(loss, penalty):
+        """Whether the last step's loss is not finite; if so the run's status says so."""
+        outcome.final_loss = finite_or_none(loss)
+        if math.isfinite(loss) and math.isfinite(penalty):
+            return False
+        outcome.status = "diverged"
+        outcome.message = (f"the loss became {loss + penalty} at step {steps_done()}: "
+                           "training stopped (try a smaller --lr)")
+        print(f"\n{outcome.message}", file=sys.stderr)
+        return True
+
     def train_for(num_steps):
         """Train `num_steps` more steps; False when the loss stopped being finite."""
         end = steps_done() + num_steps
@@ -156,12 +167,7 @@ def train(config, data, on_progress=None):
             if done > 0:  # the first call also traces the graph: keep it out of the timing
                 timing["seconds"] += time.perf_counter() - started
                 timing["steps"] += steps_done() - done
-            outcome.final_loss = finite_or_none(loss)
-            if not (math.isfinite(loss) and math.isfinite(penalty)):
-                outcome.status = "diverged"
-                outcome.message = (f"the loss became {loss + penalty} at step {steps_done()}: "
-                                   "training stopped (try a smaller --lr)")
-                print(f"\n{outcome.message}", file=sys.stderr)
+            if diverged(loss, penalty):
                 return False
             with writer.as_default(step=steps_done()):
                 for name, value in evaluate(model, data, split=split).items():
@@ -187,6 +193,8 @@ def train(config, data, on_progress=None):
         path_records.write([(first + step, loss, penalty, units) for step, (loss, penalty,
                             *units) in enumerate(records.tolist(), start=1)
                             if step % config.eval_every == 0 or step == len(records)])
+        if diverged(*(float(value) for value in records[-1][:2])):
+            return
         if not config.no_pictures and pictures_due(first, steps_done(), total):
             with writer.as_default(step=steps_done()):
                 write_kernel_pictures(kernels, names)

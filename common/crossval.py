@@ -4,22 +4,21 @@
 
 One validation split of Boston holds 76 rows, and the 1-SE rule on so few rows is noisy:
 the same settings chose 9 units on one seed and 39 on another. With --cv K the training
-rows are cut into K folds (the run's own validation split, 1/K of them, is the first); the
-run's path is trained as usual, then the same lambdas again on each other fold, from the
-same initial weights, each fold scored on its own held-out rows. Every training row is
-then scored exactly once at each lambda, and `cv_records` pools the folds' scores into one
-metric per lambda with the same per-row standard error as a single split, over K times the
-rows. The 1-SE rule (or --select / --max-units) runs on the pooled records; the network
-kept is the run's own at the chosen lambda. The test split is never read here.
+rows are cut into K folds (the run's own validation split, 1/K of them, is the first), and
+the same lambdas are trained on each fold from the same initial weights, each fold scored
+on its own held-out rows. Every training row is then scored exactly once at each lambda,
+and `cv_records` pools the folds' scores into one metric per lambda with the same per-row
+standard error as a single split, over K times the rows. The 1-SE rule (or --select /
+--max-units) runs on the pooled records; the network kept is the run's own at the chosen
+lambda. The test split is never read here.
 
-The other folds train together, whichever demo runs them: `fold_paths` hands them to
-common.engine, which steps all K - 1 networks in one compiled computation, hundreds of
-steps a call, and fine-tunes each point there too (no summaries, no pictures, no
-strategy). Each fold is still a separate run: its own rows, Adam, proximal step, adaptive
-weights and counts. The folds train beside the run's own path, each lambda right after the
-run's own point, and the path's stop rule on the validation loss reads the pooled losses
-(one fold's 76 rows are too noisy to end everyone's path), so no fold trains a point the
-pooled records cannot use.
+`FoldPaths` trains the path's folds together, whichever demo runs: the run's own network
+(fold 0, from its dense training) and the other K - 1, all K in one compiled computation
+(common.engine), each lambda on every fold before the next, fine-tuning included (no
+summaries, no pictures, no strategy). Each fold is still a separate run: its own rows,
+Adam, proximal step, adaptive weights and counts. The path's stop rule on the validation
+loss reads the pooled losses (one fold's held-out rows are too few to end everyone's path),
+and no fold trains a point the pooled records cannot use.
 """
 
 import math
@@ -43,8 +42,8 @@ class FoldPaths:
     Datasets with their own validation rows. `train_dense` trains the dense networks of the
     folds that have none yet, from `start_weights` (the run's own initial weights);
     `train_point` then trains and measures every fold at the next lambda, as
-    common.path.measure_point measures a network (pruned, fine-tuned `finetune` epochs with
-    early stopping after `patience`, scored on the fold's validation rows). `on_chunk()` runs
+    the path has always measured a network (pruned, fine-tuned `finetune` epochs with early
+    stopping after `patience`, scored on the fold's validation rows). `on_chunk()` runs
     between compiled calls (a signal check). `points` holds each fold's PathPoints and
     `records` each fold's per-step records of the last point."""
 

@@ -68,8 +68,6 @@ class FoldTrainer:
         self.params = [[tensor(np.asarray(value, np.float32)) for value in start] for _ in folds]
         self.group_weights = [[ops.ones((variables[index].shape[0],)) for index in
                                self.kernel_slots] for _ in folds]
-        # Per fold and kernel, a factor on the kernel's strengths (per-layer scaling); 1.
-        self.layer_factors = [ops.ones((len(self.kernel_slots),)) for _ in folds]
         self.reset_optimizer()
         self.traces = 0  # how often the compiled function was traced (tests count them)
         self._chunk = compiled(self._run_chunk, xla)
@@ -95,8 +93,11 @@ class FoldTrainer:
                              for value in weights]
 
     def set_layer_factors(self, fold, factors):
-        """Multiply each kernel's strengths by its factor for fold `fold` (one per kernel)."""
-        self.layer_factors[fold] = ops.convert_to_tensor(np.asarray(factors, np.float32))
+        """Multiply each kernel's group strength (not L1's or L2's) by its factor for fold
+        `fold`, one per kernel (per-layer scaling): through the group weights, whose rows'
+        thresholds the factor scales exactly as it would scale the strength."""
+        self.group_weights[fold] = [weights * float(factor) for weights, factor in
+                                    zip(self.group_weights[fold], factors)]
 
     def set_group_weights(self, fold, weights):
         """Adaptive group Lasso weights for `fold`: one list per kernel, one weight per row."""
@@ -115,10 +116,15 @@ class FoldTrainer:
             "float32")
 
     def state(self):
-        return (self.params, self.moments, self.velocities, self.steps)
+        """Every fold's weights, Adam moments and velocities, and step counts: new lists
+        (of immutable tensors), which later set_* calls leave alone."""
+        return ([list(fold) for fold in self.params], [list(fold) for fold in self.moments],
+                [list(fold) for fold in self.velocities], self.steps)
 
     def restore(self, state):
-        self.params, self.moments, self.velocities, self.steps = state
+        self.params, self.moments, self.velocities = ([list(fold) for fold in part]
+                                                      for part in state[:3])
+        self.steps = state[3]
 
     def predict(self, fold, x, params=None):
         """Fold `fold`'s predictions for rows `x` (NumPy), from `params` or its weights."""
@@ -152,9 +158,8 @@ class FoldTrainer:
                 for fold in keep]
         check = check_epochs * steps_per_epoch if patience else 0
         tensor = ops.convert_to_tensor
-        controls = (tensor(float(scale)), tensor(bool(freeze_zeros)), self.group_weights,
-                    self.layer_factors, keep, tensor(int(check), "int32"),
-                    tensor(int(patience or 0), "int32"))
+        controls = (tensor(float(scale)), tensor(bool(freeze_zeros)), self.group_weights, keep,
+                    tensor(int(check), "int32"), tensor(int(patience or 0), "int32"))
         inf = ops.convert_to_tensor(np.full(self.num_folds, np.inf, np.float32))
         running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)
         stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"), tensor(running))
@@ -195,8 +200,9 @@ class FoldTrainer:
         common.fitting.finetune trains a pruned model: its rows at or under `threshold`
         are set to zero and held there (the masked network computes what the pruned one
         does). With `patience` (epochs), early stopping on the validation rows, checked
-        every few epochs, keeps each fold's best weights. Returns the fine-tuned weights;
-        the trainer's own state (the path's weights and Adam) is left as it was."""
+        every few epochs, keeps each fold's best weights (epochs after the last check count
+        only if that check was the best). Returns the fine-tuned weights; the trainer's own
+        state (the path's weights and Adam) is left as it was."""
         saved, keep = self.state(), []
         for fold, fold_weights in enumerate(weights):
             fold_weights, fold_keep = self.masked(fold_weights, threshold)
@@ -219,23 +225,21 @@ class FoldTrainer:
             return ops.mean(losses)
         return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
 
-    def _penalty(self, params, scale, group_weights, factors, in_loss_only=False):
+    def _penalty(self, params, scale, group_weights, in_loss_only=False):
         """The penalty of one fold's kernels (only the parts in the loss, not those applied
         by the proximal step, when `in_loss_only`)."""
         total = ops.convert_to_tensor(0.0)
-        for kernel, (slot, penalty, weights) in enumerate(zip(self.kernel_slots, self.penalties,
-                                                              group_weights)):
+        for slot, penalty, weights in zip(self.kernel_slots, self.penalties, group_weights):
             if penalty is not None and not (in_loss_only and penalty[4]):
                 group, l1, l2, gamma, _ = penalty
-                total = total + group_sparse_penalty(
-                    params[slot], group, l1, l2, scale=scale * factors[kernel], weights=weights,
-                    mcp_gamma=gamma)
+                total = total + group_sparse_penalty(params[slot], group, l1, l2, scale=scale,
+                                                     weights=weights, mcp_gamma=gamma)
         return total
 
     def _objective(self, flat, batch):
         """The sum over folds of each fold's data loss (plus its penalty when it is in the
         loss); the folds' data losses as aux."""
-        scale, group_weights, factors, xs, ys, masks = batch
+        scale, group_weights, xs, ys, masks = batch
         size = len(self.params[0])
         total, losses = 0.0, []
         for fold in range(self.num_folds):
@@ -243,14 +247,13 @@ class FoldTrainer:
             loss = self._fold_loss(params, xs[fold], ys[fold], masks[fold])
             losses.append(loss)
             if self.penalty_in_loss:  # the subgradient solver: the originals' recipe
-                loss = loss + self._penalty(params, scale, group_weights[fold], factors[fold],
-                                            True)
+                loss = loss + self._penalty(params, scale, group_weights[fold], True)
             total = total + loss
         return total, ops.stack(losses)
 
     def _run_chunk(self, state, stopping, controls, batches, offset, num_steps):
         self.traces += 1  # Python runs here only while tracing
-        scale, freeze_zeros, group_weights, layer_factors, keep, check, patience = controls
+        scale, freeze_zeros, group_weights, keep, check, patience = controls
         gradient = value_and_grad(self._objective)
         records = ops.zeros((self.chunk_steps, self.num_folds, 2 + len(self.kernel_slots)))
         kernel_set = set(self.kernel_slots)
@@ -270,8 +273,7 @@ class FoldTrainer:
                       for fold, (_, y, *_) in enumerate(self.data)]
                 masks = [batches[2][index][fold] for fold in range(self.num_folds)]
             flat = [value for fold in params for value in fold]
-            (_, losses), grads = gradient(flat, (scale, group_weights, layer_factors, xs, ys,
-                                                 masks))
+            (_, losses), grads = gradient(flat, (scale, group_weights, xs, ys, masks))
             size = len(params[0])
             new_state = ([], [], [], [])
             row_records = []
@@ -293,7 +295,7 @@ class FoldTrainer:
                             group, l1, l2, gamma, _ = penalty
                             new = prox_group_sparse(
                                 new, adam_steps(self.lr, BETA_1, BETA_2, EPSILON, t, v),
-                                group, l1, l2, scale=scale * layer_factors[fold][kernel_index],
+                                group, l1, l2, scale=scale,
                                 weights=group_weights[fold][kernel_index], mcp_gamma=gamma)
                         zero_before = ops.sum(ops.abs(value), axis=1, keepdims=True) == 0
                         frozen = ops.logical_or(
@@ -311,8 +313,7 @@ class FoldTrainer:
                 kernels = [fold_params[slot] for slot in self.kernel_slots]
                 row_records.append(ops.concatenate([
                     ops.reshape(losses[fold], (1,)),
-                    ops.reshape(self._penalty(fold_params, scale, group_weights[fold],
-                                              layer_factors[fold]), (1,)),
+                    ops.reshape(self._penalty(fold_params, scale, group_weights[fold]), (1,)),
                     ops.cast(active_counts(kernels, self.threshold), "float32")]))
             params, moments, velocities = new_state[0], new_state[1], new_state[2]
             steps = ops.stack(new_state[3])

@@ -133,12 +133,19 @@ class PathRun:
         def train_point(index, lam):
             reason = search.train_point(index, lam, lam / base_strength(config),
                                         path_epochs(config))
-            point = search.points[0][index] if len(search.points[0]) > index else None
-            if point is not None:
-                self.model.set_weights(point.weights)  # the demo shows the point's network
-            if index > 0 and show is not None and len(search.records[0]):
-                show(search.records[0])
+            if len(search.points[0]) <= index:  # it diverged: show what it trained
+                if show is not None:
+                    show(search.records[0])
+                return None, reason
+            point = search.points[0][index]
+            self.model.set_weights(point.weights)  # the demo shows the point's network
             return point, reason
+
+        def shown(point):  # once the path keeps the point: a Ctrl-C here loses nothing
+            if point.index > 0 and show is not None:
+                show(search.records[0])
+            if on_point is not None:
+                on_point(point)
 
         def pooled_losses():
             if not others:
@@ -146,7 +153,7 @@ class PathRun:
             return [record["val_loss"] for record in cv_records(data.task, [*self.folds,
                                                                              *parts])]
 
-        self.ended = run_path(self.points, lambdas, train_point, on_point, pooled_losses)
+        self.ended = run_path(self.points, lambdas, train_point, shown, pooled_losses)
         if others and self.ended != "diverged":
             self.folds += parts
 

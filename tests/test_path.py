@@ -94,19 +94,25 @@ def small_path_setup(**overrides):
 
 
 @pytest.mark.backends
-def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
+def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(monkeypatch):
     """The run's path in the engine: point k's first step starts from point k-1's weights
     (its data loss there is a NumPy forward pass of them), lambda grows from 0, each point's
     counts are its weights' recount, and the demo is shown every point's steps."""
     from common.stages import PathRun
 
+    import common.stages
+
     config, data, model, scale = small_path_setup()
+    grids = []
+    monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: grids.append(
+        lambda_grid(*args)) or grids[-1])
     run, shown = PathRun(config, data, model, model.optimizer), []
     run.train(lambda epochs: full_batch_fit(model, data.x_train, data.y_train, epochs) or True,
               show=shown.append)
     points = run.points
-    assert points[0].lam == 0.0 and all(b.lam > a.lam > 0 or a.lam == 0
-                                        for a, b in zip(points, points[1:]))
+    (grid,) = grids
+    assert len(grid) == 5 and all(b > a > 0 for a, b in zip(grid, grid[1:]))
+    assert [point.lam for point in points] == [0.0, *grid][:len(points)]
     assert len(points) >= 3 and len(shown) == len(points) - 1
     assert all(len(records) == config.path_epochs for records in shown)
     for records, previous in zip(shown, points):
@@ -123,6 +129,27 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows():
 
 
 @pytest.mark.backends
+def test_the_runs_own_path_continues_its_dense_trainings_adam():
+    """Point 1 of the run's own path, in the engine, equals Keras' fit going on with the
+    same ProximalOptimizer: the Adam moments and step count carry over (adam_state)."""
+    from common.crossval import FoldPaths
+    from common.stages import adam_state
+
+    config, data, model, scale = small_path_setup()
+    full_batch_fit(model, data.x_train, data.y_train, 60)
+    search = FoldPaths(model, [data], start_weights=model.get_weights(), lr=config.lr,
+                       batch_size=None, seed=0, threshold=config.threshold, xla=False)
+    moments, velocities, steps = adam_state(model.optimizer, model)
+    assert steps == 60
+    search.trainer.set_optimizer_state(0, moments, velocities, steps)
+    search.train_point(1, 5e-3, 5.0, 20)
+    set_scale(model, scale, 5.0)
+    full_batch_fit(model, data.x_train, data.y_train, 20)
+    for have, want in zip(search.trainer.weights(0), model.get_weights()):
+        np.testing.assert_allclose(have, want, atol=1e-5)
+
+
+@pytest.mark.backends
 def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(monkeypatch):
     """--finetune on the path (the relaxed path, `--preset compact`): each point's pruned
     network is fine-tuned on the training rows, with the validation split for early
@@ -135,7 +162,8 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     calls = []
 
     def zeroing_finetune(self, weights, epochs, stream, threshold, patience, on_chunk):
-        calls.append(([[value.shape for value in fold] for fold in weights], epochs, patience))
+        calls.append(([[value.shape for value in fold] for fold in weights], epochs, threshold,
+                      patience))
         return [[np.zeros_like(value) for value in fold] for fold in weights]
 
     monkeypatch.setattr(FoldTrainer, "finetune", zeroing_finetune)
@@ -145,7 +173,7 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     search.train_point(0, 0.0, 0.0, 20)
     point = search.points[0][0]
     assert point.val_loss == pytest.approx(float(np.mean(np.square(data.y_val))), rel=1e-5)
-    assert calls == [([[weight.shape for weight in model.get_weights()]], 7, 5)]
+    assert calls == [([[weight.shape for weight in model.get_weights()]], 7, config.threshold, 5)]
     # The path's own weights are untouched: only the pruned copy was fine-tuned.
     assert any(np.any(weight != 0) for weight in point.weights)
 
@@ -161,16 +189,19 @@ def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
     weights[0][[1, 4]] = 1e-5  # two inputs under the 1e-3 threshold: pruned
     tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
                         data.task, 1e-2, None, seed=0)
-    before = tuner.state()
+    tuner.set_weights(0, weights)
+    before = [[np.array(keras.ops.convert_to_numpy(value)) for value in part[0]]
+              for part in tuner.state()[:3]]
     tuned, = tuner.finetune([weights], 30, (2, 0), threshold=1e-3, patience=None)
     assert np.all(tuned[0][[1, 4]] == 0)
     kept = np.ones(len(weights[0]), bool)
     kept[[1, 4]] = False
     assert np.all(np.abs(tuned[0][kept] - weights[0][kept]).sum(axis=1) > 0)
     after = tuner.state()
-    for part in range(3):  # weights, Adam's moments and velocities, bit for bit
-        assert all(np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
-                   for a, b in zip(after[part][0], before[part][0]))
+    for part in range(3):  # weights (the pruned rows not zeroed), Adam's moments, velocities
+        assert all(np.array_equal(keras.ops.convert_to_numpy(a), b)
+                   for a, b in zip(after[part][0], before[part]))
+    assert np.all(keras.ops.convert_to_numpy(tuner.params[0][0])[[1, 4]] == 1e-5)
 
 
 @pytest.mark.slow
@@ -275,7 +306,7 @@ def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
             -1, 3), axis=0)) > 20
 
     def interrupt(epochs_done):
-        if epochs_done >= 100:  # point 2 trained, not yet measured
+        if epochs_done >= 100:  # point 2 trained and measured, being shown
             raise KeyboardInterrupt
 
     demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
@@ -283,7 +314,7 @@ def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
                                str(tmp_path / "stopped")], on_progress=interrupt)
     (stopped_dir,) = (tmp_path / "stopped").iterdir()
     saved = json.loads((stopped_dir / "run.json").read_text())
-    assert saved["status"] == "interrupted" and len(saved["path"]) == 2  # dense + point 1
+    assert saved["status"] == "interrupted" and len(saved["path"]) == 3  # dense, points 1, 2
     assert saved["path_ended"] == "interrupted" and saved["selected"] is not None
 
 
