@@ -158,7 +158,9 @@ class FoldTrainer:
                 for fold in keep]
         check = check_epochs * steps_per_epoch if patience else 0
         tensor = ops.convert_to_tensor
-        controls = (tensor(float(scale)), tensor(bool(freeze_zeros)), self.group_weights, keep,
+        with np.errstate(over="ignore"):  # a scale past float32's range is inf, as assigned
+            scale = np.float32(scale)
+        controls = (tensor(scale), tensor(bool(freeze_zeros)), self.group_weights, keep,
                     tensor(int(check), "int32"), tensor(int(patience or 0), "int32"))
         inf = ops.convert_to_tensor(np.full(self.num_folds, np.inf, np.float32))
         running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)

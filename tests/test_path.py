@@ -324,3 +324,16 @@ def test_a_validation_split_too_small_is_refused(tmp_path):
     path.write_text("a,b,y\n" + rows)
     with pytest.raises(DataError, match="a validation split needs at least 10"):
         load_dataset("csv", csv_path=path, target="y", val_fraction=0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
+                                  pytest.param(demo_keras, marks=pytest.mark.backends)])
+def test_a_path_point_that_diverges_ends_the_run_as_diverged(tmp_path, demo):
+    """The engine trains the path: a point whose loss overflows (lambda 1e38 in the loss) is
+    the run's divergence in both demos, as a diverged step of their own loop is."""
+    summary = demo.main(["--path", "--solver", "subgradient", "--path-lambdas", "1e38",
+                         "--epochs", "5", "--path-epochs", "5", "--no-show",
+                         "--logdir", str(tmp_path)])
+    assert summary["status"] == "diverged" and summary["path_ended"] == "diverged"
+    assert "try a smaller --lr" in summary["message"] and len(summary["path"]) == 1
