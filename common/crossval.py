@@ -26,6 +26,7 @@ import math
 import keras
 import numpy as np
 
+from common.adaptive import kernel_regularizers
 from common.counting import count_active_units
 from common.engine import DENSE, FINETUNE, POINT, FoldTrainer, finite
 from common.model import metric_and_standard_error, row_losses
@@ -75,8 +76,8 @@ class FoldPaths:
                                                  for kernel in trainer.kernels(fold)])
             if layer_scaling:
                 self.scratch.set_weights(trainer.weights(fold))
-                for regularizer, weights in zip(_regularizers(self.scratch),
-                                                trainer.group_weights[fold]):
+                for (_, regularizer), weights in zip(kernel_regularizers(self.scratch),
+                                                     trainer.group_weights[fold]):
                     regularizer.weights = tuple(
                         float(weight) for weight in keras.ops.convert_to_numpy(weights))
                 tops = layer_lambda_max(self.scratch, data.x_train, data.y_train, data.task)
@@ -121,11 +122,6 @@ class FoldPaths:
                                     report.params_after, metric, se, loss,
                                     weights[fold] if fold == 0 else None))
         return points
-
-
-def _regularizers(model):
-    return [layer.kernel_regularizer for layer in model.layers
-            if getattr(layer, "kernel_regularizer", None) is not None]
 
 
 def pooled(task, scores):
