@@ -163,7 +163,8 @@ def select_point(records, task, rule="1se", max_units=None):
     1se: the fewest units among points whose metric is within one standard error of the
     best point's; min: the best metric; max_units: the best metric among points with at most
     that many units (the smallest point if none is that small). Ties go to the better
-    metric, then to the larger lambda (the simpler model).
+    metric, then to the larger lambda (the simpler model). When no point is that small, the
+    rule says so and the best of the smallest points is chosen.
     """
     sign = -1.0 if higher_is_better(task) else 1.0  # minimize sign * metric
 
@@ -172,10 +173,14 @@ def select_point(records, task, rule="1se", max_units=None):
 
     order = list(range(len(records)))
     if max_units is not None:
-        small = [index for index in order if records[index]["total_units"] <= max_units]
-        pool = small or [min(order, key=lambda index: records[index]["total_units"])]
+        rule = f"max-units {max_units}"
+        pool = [index for index in order if records[index]["total_units"] <= max_units]
+        if not pool:  # none is that small: the smallest networks, and among them the best
+            fewest = min(records[index]["total_units"] for index in order)
+            pool = [index for index in order if records[index]["total_units"] == fewest]
+            rule += f" (no point has at most {max_units} units: the smallest network instead)"
         return min(pool, key=lambda index: (goodness(records[index]),
-                                            -records[index]["lambda"])), f"max-units {max_units}"
+                                            -records[index]["lambda"])), rule
     best = min(order, key=lambda index: (goodness(records[index]), -records[index]["lambda"]))
     if rule == "min":
         return best, "min"
