@@ -119,7 +119,7 @@ class PathRun:
             if state is not None:  # the run's own path continues its dense training's Adam
                 search.trainer.set_optimizer_state(0, *state)
             ready = search.train_dense(config.epochs, config.adaptive,
-                                       config.layer_scaling == "lambda-max")
+                                       config.layer_scaling == "lambda-max", own_tops=tops)
             return search, ready
 
         self.ended = "interrupted"  # until the path returns
