@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
-from common.config import import_tensorflow_quietly, parse_config
+from common.backend import import_tensorflow_quietly
+from common.config import parse_config
 from common.data import load_or_exit
 from common.files import exit_on_output_error
 
@@ -35,160 +36,106 @@ def main(argv=None, on_progress=None):
     """
     config = parse_config(argv, DEMO)
     data = load_or_exit(config)
+    import_tensorflow_quietly()
     with exit_on_output_error():
         return train(config, data, on_progress)
 
 
 def train(config, data, on_progress=None):
-    import_tensorflow_quietly()
     import keras
 
     from common.batches import training_batches
-    from common.counting import count_active_units
-    from common.distribute import is_chief, make_strategy
-    from common.files import is_disk_full_message, new_run_dir, unless_disk_full
+    from common.events import EventWriter
     from common.fitting import fit_in_chunks
-    from common.lifecycle import raise_if_stopped, stop_on_signals, stop_status
-    from common.model import (build_model, evaluate, loss_name, make_optimizer,
-                              make_regularizer, metric_name)
+    from common.model import loss_name
     from common.monitor import UnitHistory
-    from common.path_outputs import path_files
-    from common.pictures import plot_kernels
-    from common.report import ProgressBar, print_config
-    from common.stages import PathRun
-    from common.summary import Outcome, finish_run
-    from common.tensorboard import EventWriter
+    from common.run import Run
 
-    wall_started = time.perf_counter()
-    strategy = make_strategy(config.strategy)
-    chief = is_chief(strategy)  # only the chief writes the picture and files
-    keras.utils.set_random_seed(config.seed)
-    run_dir = new_run_dir(config.logdir, DEMO, chief)
-    print_config(config, DEMO)
-
-    # The model: ReLU hidden layers, every kernel carrying the GroupSparse penalty. With
-    # --solver proximal the penalty is not in the loss: the optimizer applies it exactly.
-    with strategy.scope():
-        regularizer = make_regularizer(config)
-        model = build_model(data, config.hidden, regularizer)
-    units_before = count_active_units(model, config.threshold)
-
-    # One fit() epoch runs up to eval_every data epochs inside one graph call
-    # (steps_per_execution): a fit() epoch per data epoch costs ~7 ms of Keras bookkeeping,
-    # 20 times a step. StepRecorder still writes one row per step, so the history has a
-    # point per epoch. Under a strategy each replica gets its piece of every global batch;
-    # Keras' fit divides each replica's loss, the penalty included, by the number of replicas.
-    replicas = strategy.num_replicas_in_sync
-    on_jax = keras.backend.backend() == "jax"  # --strategy mirrored: Keras' DataParallel
+    # The seed, the strategy, the run folder, and the model: ReLU hidden layers, every kernel
+    # carrying the GroupSparse penalty as its kernel_regularizer (common.run). With --solver
+    # proximal the penalty is not in the loss: the optimizer applies it exactly.
+    run = Run(DEMO, config, data, on_progress, unit="epoch")
+    model, strategy, replicas = run.model, run.strategy, run.strategy.num_replicas_in_sync
+    # Under a strategy each replica gets its piece of every global batch; Keras' fit divides
+    # each replica's loss, the penalty included, by the number of replicas.
     batches = training_batches(strategy, data.x_train, data.y_train, config.batch_size,
                                config.seed, with_rows=False, even=replicas > 1)
     if batches.dropped_rows:
         print(f"note: Keras' fit needs batches that split evenly over {replicas} replicas, so "
               f"{batches.dropped_rows} rows per epoch are left out", file=sys.stderr)
-    # Evaluated after each chunk: the validation split with --path (the test split waits
-    # until the network is chosen), else the test split.
-    chunk, split = min(config.eval_every, config.epochs), "val" if config.path else "test"
+    # One fit() epoch runs --eval-every data epochs in one graph call (steps_per_execution):
+    # a fit() epoch per data epoch costs ~7 ms of Keras bookkeeping, 20 times a step. The
+    # history still gets one record per data epoch, and an evaluation per fit() epoch.
+    chunk, per_epoch = min(config.eval_every, config.epochs), batches.steps_per_epoch
     with strategy.scope():
-        history = UnitHistory(model, data.task, config.threshold, batches.steps_per_epoch,
-                              capacity=chunk * batches.steps_per_epoch,
-                              evaluate_test=lambda trained: evaluate(trained, data, split=split))
-        compile_args = dict(optimizer=make_optimizer(config, regularizer),
-                            loss=loss_name(data.task), metrics=[history.recorder])
+        history = UnitHistory(model, data.task, config.threshold, per_epoch,
+                              capacity=chunk * per_epoch, evaluate_test=run.evaluate)
+        # The loss is the data loss; fit adds the GroupSparse kernel regularizers' losses.
+        compile_args = dict(optimizer=run.optimizer, loss=loss_name(data.task),
+                            metrics=[history.recorder])
+    events = EventWriter(run.run_dir, history, model, config, data.task, run.split, run.chief,
+                         config.epochs + run.path.total_epochs)  # TensorBoard: the TF demo's tags
+    timing = {}
 
-    path = PathRun(config, data, model, compile_args["optimizer"])  # --path: lambda 0 first
-    # The same tags as the TF demo's, per epoch, so one TensorBoard shows both demos.
-    total_epochs = config.epochs + path.total_epochs
-    events = EventWriter(run_dir, history, model, config, data.task, split, chief, total_epochs)
-    progress = ProgressBar(total_epochs)
-    timing = {"seconds": 0.0, "steps": 0}
+    def chunk_done(fit_epoch, logs):
+        if not history.epoch_records:  # the first epoch diverged
+            return
+        epoch, loss, _, units = history.epoch_records[-1]
+        run.chunk_done(epoch, loss, sum(units), timing.get("seconds"),
+                       (epoch - timing["epochs"]) * per_epoch)
 
-    def before_chunk(fit_epoch, logs):
-        timing["started"], timing["epochs"] = time.perf_counter(), len(history.epoch_records)
-
-    def end_timing(fit_epoch, logs):  # the steps only, before the evaluation (as the TF demo)
-        if fit_epoch > 0:  # the first chunk of a fit() call also traces: keep it out
-            timing["seconds"] += time.perf_counter() - timing["started"]
-            timing["steps"] += ((len(history.epoch_records) - timing["epochs"])
-                                * batches.steps_per_epoch)
-
-    def after_chunk(fit_epoch, logs):
-        records = history.epoch_records
-        if records:
-            progress.update(records[-1][0], loss=f"{records[-1][1]:.4f}", units=sum(records[-1][3]))
-        if on_progress is not None:
-            on_progress(len(records))
-        raise_if_stopped()  # a signal whose exception was swallowed still ends the run
-
-    def train_epochs(epochs):
-        """Train `epochs` more epochs; False when the loss stopped being finite."""
-        fit_in_chunks(model, batches.dataset, epochs, batches.steps_per_epoch, chunk,
-                      compile_args, one_step_per_call=replicas > 1 and not on_jax,
-                      callbacks=[keras.callbacks.LambdaCallback(
-                          on_epoch_begin=before_chunk, on_epoch_end=end_timing), history,
-                          keras.callbacks.LambdaCallback(on_epoch_end=after_chunk),
+    def train_epochs(epochs):  # False when the loss diverged
+        fit_in_chunks(model, batches.dataset, epochs, per_epoch, chunk, compile_args,
+                      one_step_per_call=replicas > 1 and keras.backend.backend() != "jax",
+                      callbacks=[keras.callbacks.LambdaCallback(  # the steps' time, not the tests'
+                          on_epoch_begin=lambda fit_epoch, logs: timing.update(
+                              started=time.perf_counter(), epochs=len(history.epoch_records)),
+                          on_epoch_end=lambda fit_epoch, logs: timing.update(
+                              seconds=time.perf_counter() - timing["started"] if fit_epoch else None)),
+                          history, keras.callbacks.LambdaCallback(on_epoch_end=chunk_done),
                           events.callback()])
-        return history.diverged_at is None
+        return history.diverged_at is None or run.finite(float("nan"), history.diverged_at)
 
-    def show(records):
-        """A path point's steps, trained by common/engine.py: into the history and events."""
+    def show(records):  # a path point's steps, trained by common/engine.py
         history.add_steps(records)
-        if history.diverged_at is None:
-            history.on_epoch_end(None)  # the evaluation, at the point's end
+        history.on_epoch_end(None)  # the evaluation, at the point's end
         events.write_new_records()
-        after_chunk(None, None)
+        run.shown(records, len(history.epoch_records))
 
-    outcome = Outcome("completed", 0, units_before, wall_started)
-    with stop_on_signals() as shield:
-        try:
-            # The epochs, then --adaptive's stage and --path (with --cv, its other folds).
-            path.train(train_epochs, show, on_chunk=raise_if_stopped)
-        except KeyboardInterrupt as stop:
-            outcome.status = stop_status(stop)
-            print(f"\n{outcome.status}: keeping what was done so far", file=sys.stderr)
-        except Exception as error:  # TensorFlow's summary writer on a full disk
-            if not is_disk_full_message(error):
-                raise
-            outcome.status = "failed"  # finish_run says so, in one sentence with the rest
-            outcome.message = (f"the disk is full: the summaries stop at epoch "
-                               f"{len(history.epoch_records)} and training stopped")
-        shield()  # from here on, signals wait until the files are written
-        progress.close()
+    with run.stopping():  # Ctrl-C and SIGTERM stop training; the files are written whole
+        run.train(train_epochs, show)
         records = history.records  # one consistent copy for every file below
-        outcome.steps = len(records["epoch"]) * batches.steps_per_epoch
-        outcome.final_loss = records["loss"][-1] if records["loss"] else None
-        if history.diverged_at is not None:
-            outcome.status, outcome.final_loss = "diverged", None
-            outcome.message = (f"the loss became NaN or infinite in epoch {history.diverged_at}:"
-                               " training stopped (try a smaller --lr)")
-            print(outcome.message, file=sys.stderr)
-        if timing["steps"]:
-            outcome.ms_per_step = 1000.0 * timing["seconds"] / timing["steps"]
-
-        # The picture and the numbers behind it, whatever the status: nothing done is lost.
-        picture, chosen = run_dir / "history.png", path.finish()  # the path's pick, if any
-        files = [(picture, lambda file: plot_history(records, data, config, file,
-                                                     outcome.status, split)),
-                 (run_dir / "history.csv", lambda file: write_history_csv(records, file, split))]
-        files += path_files(chosen, run_dir, metric_name(data.task), config)
-        if history.diverged_at is None:  # the weights as heatmaps, removed rows marked
-            files.append((run_dir / "kernels.png", lambda file: plot_kernels(
-                model, data.feature_names, config.threshold, file, f"{data.name}: |W| at the end")))
-        if config.save_model and chief and history.diverged_at is None:
-            # Compiled again without the recorder, a training aid rather than part of the model.
-            with strategy.scope():
-                model.compile(optimizer=model.optimizer, loss=loss_name(data.task))
-            files.append((Path(config.save_model), model.save))
-        summary = finish_run(DEMO, config, data, model, run_dir, outcome, files=files,
-                             extra={"history_png": str(picture), "num_replicas": replicas,
-                                    **chosen},
-                             footer=[("picture", str(picture)),
-                                     ("view it with", f"tensorboard --logdir {config.logdir}")],
-                             chief=chief)
-        with unless_disk_full():
-            events.write_new_records()  # what the last chunk left, e.g. after Ctrl-C
-            events.close(summary)
-    show_if_possible(picture, config)
+        summary = run.finish(len(records["epoch"]) * per_epoch,
+                             files=outputs(run, records, compile_args["loss"]),
+                             extra={"history_png": str(run.run_dir / "history.png")},
+                             footer=[("picture", str(run.run_dir / "history.png"))],
+                             final_loss=records["loss"][-1] if records["loss"] else None)
+        events.close(summary)
+    show_if_possible(config)
     return summary
+
+
+def outputs(run, records, loss):
+    """The picture and the numbers behind it, whatever the status (nothing done is lost), the
+    path's table and picture, the kernels as heatmaps, and --save-model's file."""
+    from common.model import metric_name
+    from common.path_outputs import path_files
+    from common.pictures import plot_kernels
+
+    config, data, model, status = run.config, run.data, run.model, run.outcome.status
+    files = [(run.run_dir / "history.png", lambda file: plot_history(
+                 records, data, config, file, status, run.split)),
+             (run.run_dir / "history.csv", lambda file: write_history_csv(records, file, run.split))]
+    files += path_files(run.chosen, run.run_dir, metric_name(data.task), config)
+    if status != "diverged":  # the weights as heatmaps, removed rows marked
+        files.append((run.run_dir / "kernels.png", lambda file: plot_kernels(
+            model, data.feature_names, config.threshold, file, f"{data.name}: |W| at the end")))
+        if config.save_model and run.chief:
+            # Compiled again without the recorder, a training aid rather than part of the model.
+            with run.strategy.scope():
+                model.compile(optimizer=model.optimizer, loss=loss)
+            files.append((Path(config.save_model), model.save))
+    return files
 
 
 def write_history_csv(records, path, split="test"):
@@ -262,7 +209,7 @@ def can_show(config):
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def show_if_possible(picture, config):
+def show_if_possible(config):
     if can_show(config):
         import matplotlib.pyplot as plt
 

@@ -22,7 +22,7 @@ from pathlib import Path
 # Run as a script: the repository root holds `common` and the demos.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import import_tensorflow_quietly  # noqa: E402
+from common.backend import import_tensorflow_quietly  # noqa: E402
 from memory import end_to_end  # noqa: E402
 from output import markdown, plot  # noqa: E402
 from overhead import overhead  # noqa: E402
@@ -42,16 +42,16 @@ def parse_args(argv=None):
 # Sizes per mode: full (the README's numbers), quick (--quick) and smoke (--smoke).
 SIZES = {
     "full": dict(rounds=5, picture_rounds=15, steps=1500, end_to_end_runs=3, scaling_epochs=200,
-                 seeds=5, path_points=20, retrain=1000, flags=[], path_flags=[],
+                 seeds=5, path_points=20, finetune=1000, flags=[], path_flags=[],
                  synthetic_rows=100_000, datasets=("boston", "digits")),
     "quick": dict(rounds=2, picture_rounds=3, steps=500, end_to_end_runs=1, scaling_epochs=50,
-                  seeds=1, path_points=8, retrain=500, flags=[], path_flags=[],
+                  seeds=1, path_points=8, finetune=500, flags=[], path_flags=[],
                   synthetic_rows=100_000, datasets=("boston", "digits")),
     "smoke": dict(rounds=1, picture_rounds=1, steps=50, end_to_end_runs=0, scaling_epochs=5,
-                  seeds=1, path_points=3, retrain=20, flags=["--epochs", "30"],
+                  seeds=1, path_points=3, finetune=20, flags=["--epochs", "30"],
                   path_flags=["--path-epochs", "10"], synthetic_rows=4_000, datasets=("boston",),
                   # one row per kind of flag (tests/test_adaptive.py runs them together)
-                  variants=("adaptive", "retrain", "mcp", "relaxed adaptive"),
+                  variants=("adaptive", "relaxed adaptive"),
                   all_backends=False, separate_bare_loop=False),
 }
 

@@ -80,10 +80,8 @@ def plot(results, path):
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 7), constrained_layout=True)
     styles = {"none": "ks", "fixed": "o", "validation-1se": "*"}
-    variant_markers = {"adaptive": "P", "per-layer": "D", "retrain": "v", "combination": "X",
-                       "mcp": "^", "mcp per-layer": "s", "relaxed": "h",
-                       "relaxed adaptive": "p", "relaxed per-layer": "d",
-                       "relaxed combination": "H", "relaxed cv": "8",
+    variant_markers = {"adaptive": "P", "relaxed": "h", "relaxed adaptive": "p",
+                       "relaxed cv": "8",
                        "relaxed adaptive cv": "<", "compact": ">",
                        "compact 1x": "+", "compact 1x per-layer": "x",
                        "compact 1x gamma 2": "1", "compact 20 points": "2"}

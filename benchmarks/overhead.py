@@ -39,10 +39,10 @@ def bare_tf_demo_ms_per_step(flags):
     by nothing for the run (a separately written loop measured slower than the shipped one
     on DIGITS, so the bare figure is taken from the very same loop)."""
     import common.counting
-    import common.tensorboard
+    import common.events
     import demo_tensorflow
 
-    saved = common.counting.active_counts, common.tensorboard.write_step_scalars
+    saved = common.counting.active_counts, common.events.write_step_scalars
 
     def no_counts(kernels, threshold):
         import tensorflow as tf
@@ -50,12 +50,12 @@ def bare_tf_demo_ms_per_step(flags):
         return tf.zeros([len(kernels)], tf.int32)
 
     common.counting.active_counts = no_counts
-    common.tensorboard.write_step_scalars = lambda *args, **kwargs: None
+    common.events.write_step_scalars = lambda *args, **kwargs: None
     try:
         return demo_tensorflow.main([*flags, "--group", "0", "--l1", "0",
                                      "--no-pictures"])["ms_per_step"]
     finally:
-        common.counting.active_counts, common.tensorboard.write_step_scalars = saved
+        common.counting.active_counts, common.events.write_step_scalars = saved
 
 
 def plain_fit_l1_ms_per_step(data, config, every):
@@ -115,12 +115,13 @@ def overhead(size, logdir):
                       "--logdir", str(logdir)]
             data = load_dataset("csv", csv_path=csv, target="y") if case == "wide" \
                 else load_dataset(spec.get("flags", ["", "boston"])[1])
-            # Two graph calls at least in every variant (the first one traces, untimed).
-            total_steps = epochs * count_epoch_steps(len(data.x_train), spec["batch_size"])
-            tf_every = min(25, max(total_steps // 2, 1))
+            # Two graph calls at least in every variant (the first one traces, untimed):
+            # --eval-every is in epochs in both demos; the plain loop's chunk is in steps.
+            tf_every = min(25, max(epochs // 2, 1))
             flags += ["--eval-every", str(tf_every)] if tf_every < 25 else []
             config = Config(hidden=spec["hidden"], batch_size=spec["batch_size"], epochs=epochs,
-                            eval_every=tf_every)
+                            eval_every=tf_every * count_epoch_steps(len(data.x_train),
+                                                                    spec["batch_size"]))
             every = min(spec["keras_every"], max(epochs // 2, 1))  # two chunks at least
             keras_flags = _without_eval_every(flags) + ["--no-show", "--eval-every", str(every)]
             samples = {key: [] for key in ["tf_shipped", "tf_bare", "tf_separate_bare_loop",

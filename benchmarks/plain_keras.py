@@ -20,7 +20,7 @@ EPOCHS, CHUNK = 2500, 25
 def main(argv):
     logdir = Path(argv[argv.index("--logdir") + 1]) if "--logdir" in argv else Path(
         tempfile.mkdtemp())
-    from common.config import import_tensorflow_quietly
+    from common.backend import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import keras

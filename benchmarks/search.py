@@ -70,7 +70,8 @@ def preset_rows(seeds, data_flags, logdir):
 def fold_step(rounds=3, steps=2500):
     """Milliseconds per fold-step of the engine (5 Boston folds, proximal, at a lambda that
     removes units) and per step of the TF demo's proximal loop, alternating, medians."""
-    from common.config import import_tensorflow_quietly, parse_config
+    from common.backend import import_tensorflow_quietly
+    from common.config import parse_config
 
     import_tensorflow_quietly()
     import demo_tensorflow

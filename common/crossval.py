@@ -26,11 +26,10 @@ import math
 import keras
 import numpy as np
 
-from common.adaptive import kernel_regularizers
 from common.counting import count_active_units
 from common.engine import DENSE, FINETUNE, POINT, FoldTrainer, finite
 from common.model import metric_and_standard_error, row_losses
-from common.path import PathPoint, layer_lambda_max
+from common.path import PathPoint
 from common.penalties import adaptive_weights
 from common.pruning import prune_model
 
@@ -59,33 +58,20 @@ class FoldPaths:
         self.points, self.records = [[] for _ in folds], [None] * len(folds)
         self.on_chunk = (lambda steps: on_chunk()) if on_chunk else None
 
-    def train_dense(self, epochs, adaptive=None, layer_scaling=False, trained=(0,),
-                    own_tops=None):
+    def train_dense(self, epochs, adaptive=None, trained=(0,)):
         """The dense network of every fold but those in `trained` (the run's own, trained by
-        the demo), then every fold's adaptive weights (1 / ||w_g||**adaptive) and per-layer
-        strengths (`layer_scaling`: each kernel's lambda_max over the largest; fold 0's
-        lambda_max are `own_tops` when the caller has measured them). False when a fold
-        diverged."""
+        the demo), then every fold's adaptive weights (1 / ||w_g||**adaptive). False when a
+        fold diverged."""
         trainer = self.trainer
         folds = [fold not in trained for fold in range(len(self.folds))]
         if any(folds) and not finite(trainer.train(
                 epochs, (DENSE,), freeze_zeros=self.freeze_zeros, on_chunk=self.on_chunk,
                 folds=folds)):
             return False
-        for fold, data in enumerate(self.folds):
-            if adaptive is not None:
+        if adaptive is not None:
+            for fold in range(len(self.folds)):
                 trainer.set_group_weights(fold, [adaptive_weights(kernel, adaptive)
                                                  for kernel in trainer.kernels(fold)])
-            if layer_scaling and fold == 0 and own_tops is not None:
-                trainer.set_layer_factors(fold, _factors(own_tops))
-            elif layer_scaling:
-                self.scratch.set_weights(trainer.weights(fold))
-                for (_, regularizer), weights in zip(kernel_regularizers(self.scratch),
-                                                     trainer.group_weights[fold]):
-                    regularizer.weights = tuple(
-                        float(weight) for weight in keras.ops.convert_to_numpy(weights))
-                trainer.set_layer_factors(fold, _factors(layer_lambda_max(
-                    self.scratch, data.x_train, data.y_train, data.task)))
         return True
 
     def train_point(self, index, lam, scale, epochs):
@@ -126,11 +112,6 @@ class FoldPaths:
                                     weights[fold] if fold == 0 else None))
         return points
 
-
-def _factors(tops):
-    """Each kernel's lambda_max over the largest (1 when all are 0), as adaptive.scale_layers
-    scales the strengths."""
-    return [top / max(tops) if max(tops) > 0 else 1.0 for top in tops]
 
 
 def pooled(task, scores):

@@ -63,32 +63,6 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def check_tf_config(name):
-    """The one-sentence problem with TF_CONFIG for --strategy multiworker, or None."""
-    if name != "multiworker":
-        return None
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        return ("--strategy multiworker needs the TF_CONFIG environment variable "
-                "(the cluster's addresses and this process's task); see the README")
-    example = ('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]}, '
-               '"task": {"type": "worker", "index": 0}}')
-    try:
-        config = json.loads(text)
-        cluster, task_type, index = (config["cluster"], config["task"]["type"],
-                                     config["task"]["index"])
-        jobs = {job: list(addresses) for job, addresses in cluster.items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return example
-    if task_type not in jobs:
-        return (f"TF_CONFIG's task type {task_type!r} is not in its cluster "
-                f"(which has {', '.join(map(repr, jobs)) or 'no jobs'})")
-    if not isinstance(index, int) or not 0 <= index < len(jobs[task_type]):
-        return (f"TF_CONFIG's task index {index!r} does not exist: its cluster has "
-                f"{len(jobs[task_type])} {task_type!r} task(s), numbered from 0")
-    return None
-
-
 class WorkersMissing(RuntimeError):
     """Some workers of TF_CONFIG did not answer in time; the message names them."""
 

@@ -16,7 +16,7 @@ def make_regularizer(config):
     if not any(groups) and not any(l1s) and config.l2 == 0:
         return None
     return [GroupSparse(group_strength=group, l1=l1, l2=config.l2,
-                        proximal=config.solver == "proximal", mcp_gamma=config.mcp)
+                        proximal=config.solver == "proximal")
             for group, l1 in zip(groups, l1s)]
 
 

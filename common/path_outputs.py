@@ -1,29 +1,9 @@
-"""What a path leaves to look at: TensorBoard runs per point, path.csv and path.png."""
+"""What a path leaves to look at in the Keras demo: path.csv and path.png (the TF demo's
+TensorBoard runs per point: common.events)."""
 
 import csv
 
 from common.counting import unit_names
-
-
-def write_point_summaries(run_dir, writer, point, metric, step):
-    """TF demo: each point as its own TensorBoard run `path-NN` (lambda as a hyperparameter,
-    the validation metric, units and parameters as its metrics), and `path/*` scalars with
-    the point's index as step in the main run."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hparams
-
-    point_dir = run_dir / f"path-{point.index:02d}"
-    values = {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
-              "path/params": point.params}
-    point_writer = tf.summary.create_file_writer(str(point_dir))
-    with point_writer.as_default(step=step):
-        hparams.hparams({"lambda": point.lam}, trial_id=f"{run_dir.name}/{point_dir.name}")
-        for tag, value in values.items():
-            tf.summary.scalar(tag, value)
-    point_writer.close()
-    with writer.as_default(step=point.index):
-        for tag, value in {**values, "path/lambda": point.lam}.items():
-            tf.summary.scalar(tag, value)
 
 
 def write_path_csv(records, path, metric):

@@ -11,14 +11,14 @@ import sys
 
 import keras
 
-from common.adaptive import kernel_regularizers, scale_layers, set_adaptive_weights
+from common.adaptive import kernel_regularizers, set_adaptive_weights
 from common.batches import count_epoch_steps
 from common.crossval import FoldPaths, cv_records
 from common.data import fold_datasets
 from common.engine import XLA_FOLD_STEPS
 from common.model import build_model, make_regularizer
-from common.path import (attach_scale, base_strength, finish_path, lambda_grid,
-                         layer_lambda_max, path_epochs, run_path)
+from common.path import (attach_scale, base_strength, finish_path, lambda_grid, path_epochs,
+                         run_path)
 
 
 def adam_state(optimizer, model):
@@ -40,8 +40,8 @@ class PathRun:
     penalty starts at 0), `train` with the demo's own training, then `finish`.
 
     `train` runs the epochs (in two stages with --adaptive: half plain, half weighted), then
-    with --path the path (its dense start weighted with --adaptive, its layers scaled with
-    --layer-scaling). Without these flags it is the demo's plain training.
+    with --path the path (its dense start weighted with --adaptive). Without these flags it
+    is the demo's plain training.
     """
 
     def __init__(self, config, data, model, optimizer=None):
@@ -85,23 +85,15 @@ class PathRun:
         the run's own network is fold 0, and with --cv the other folds train beside it,
         each lambda on every fold before the next. The stop rule reads the pooled losses."""
         config, data = self.config, self.data
-        tops = None
         if config.adaptive is not None:
             self._weigh_groups(on_penalty_change)
-        if config.layer_scaling == "lambda-max":
-            tops = layer_lambda_max(self.model, data.x_train, data.y_train, data.task)
-            self.stages["layer_lambda_max"] = tops
-            scale_layers(self.model, tops)
-            if on_penalty_change is not None:
-                on_penalty_change()
-        lambdas = lambda_grid(config, self.model, data, tops)
+        lambdas = lambda_grid(config, self.model, data)
         others = fold_datasets(data, config.cv, config.seed) if config.cv else []
         if others:
             print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
                   f"each, scored on {len(others[0].x_val)}) train beside the path, together",
                   file=sys.stderr, flush=True)
-        # A fresh network of the same settings lends its layers (the run's own may carry
-        # per-layer strengths of its own lambda_max scaling, which FoldPaths sets itself).
+        # A fresh network of the same settings lends its layers.
         template = build_model(data, config.hidden, make_regularizer(config))
 
         def start(folds):
@@ -118,8 +110,7 @@ class PathRun:
             state = adam_state(self.optimizer, self.model)
             if state is not None:  # the run's own path continues its dense training's Adam
                 search.trainer.set_optimizer_state(0, *state)
-            ready = search.train_dense(config.epochs, config.adaptive,
-                                       config.layer_scaling == "lambda-max", own_tops=tops)
+            ready = search.train_dense(config.epochs, config.adaptive)
             return search, ready
 
         self.ended = "interrupted"  # until the path returns

@@ -1,9 +1,8 @@
-"""What a run leaves behind: the summary of a trained model, the pruned model, run.json.
+"""What a run leaves behind: its models, the demo's files and run.json, and the final table.
 
-`summarize_model` is pure: counts, test metrics, and the pruning report of a trained model,
-as a dict. `finish_run` is the common ending of both demos: it summarizes, saves the pruned
-(and fine-tuned) model, writes the demo's own files and run.json, each whole or not at all,
-and prints the final table. A diverged run saves no model (its weights are not finite).
+`finish_run` is the common ending of both demos (common.run calls it): it writes what the
+run measured, each file whole or not at all, and prints the final table. It neither trains
+nor evaluates. A diverged run saves no model (its weights are not finite).
 """
 
 import dataclasses
@@ -13,14 +12,8 @@ import sys
 import time
 
 import keras
-import numpy as np
-from keras import ops
 
-from common.counting import count_active_units
 from common.files import NO_ROOM, OutputError, write_atomically, write_json
-from common.fitting import finetune, retrain
-from common.model import evaluate
-from common.pruning import prune_model, thresholded_copy
 from common.report import print_path_table, print_report
 
 
@@ -37,35 +30,13 @@ class Outcome:
     message: str | None = None  # why the run diverged or failed, one sentence
 
 
-def summarize_model(model, data, threshold):
-    """Counts, test metrics and pruning of a trained model: (record, pruned model, report)."""
-    units = count_active_units(model, threshold)
-    pruned, report = prune_model(model, threshold, data.feature_names)
-    x_test = data.x_test[:, report.kept_inputs]
-    difference = np.max(np.abs(ops.convert_to_numpy(pruned(x_test))
-                               - ops.convert_to_numpy(model(data.x_test))))
-    record = {
-        "units_after": units.as_dict(),
-        "surviving_features": units.surviving_features(data.feature_names),
-        "test": evaluate(model, data),
-        "thresholded_test": evaluate(thresholded_copy(model, threshold), data),
-        "pruned": {**report.as_dict(), "test": evaluate(pruned, data, x=x_test),
-                   # On the test inputs; 0 up to rounding when the dropped groups were exactly 0.
-                   "max_abs_difference_from_trained": float(difference)},
-    }
-    return record, pruned, report
+def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=(), extra=None,
+               footer=(), chief=True):
+    """Save and print; returns the summary that run.json holds.
 
-
-def _weights_are_finite(model):
-    return all(np.all(np.isfinite(ops.convert_to_numpy(weight))) for weight in model.weights)
-
-
-def finish_run(demo, config, data, model, run_dir, outcome, files=(), extra=None, footer=(),
-               chief=True):
-    """Summarize, save and print; returns the summary that run.json holds.
-
-    `files` are the demo's own outputs as (path, write) pairs, `write(temporary_path)`
-    writing the file. A file that cannot be written (a full disk) is named in one sentence
+    `record` holds the trained model's counts and test metrics (None when its weights are
+    not finite), `models` (file name, model) pairs to save in `run_dir`, and `files` the
+    demo's own outputs as (path, write) pairs, `write(temporary_path)` writing the file. A file that cannot be written (a full disk) is named in one sentence
     and in run.json's `not_written`; the status is then "failed" (exit code 1). A worker
     that is not the chief (`chief=False`) removes its run folder at the end.
     """
@@ -91,28 +62,12 @@ def finish_run(demo, config, data, model, run_dir, outcome, files=(), extra=None
 
     for path, write in files:
         save(path, write)
-    if outcome.status == "diverged" or not _weights_are_finite(model):
+    if record is None:
         summary["notes"] = ["no model was saved or pruned: the weights are not finite"]
     else:
-        record, pruned, report = summarize_model(model, data, config.threshold)
         summary.update(record)
-        save(run_dir / "pruned.keras", pruned.save)
-        if (config.finetune or config.retrain) and outcome.status == "completed":
-            kept = report.kept_inputs
-            training = (data.task, data.x_train[:, kept], data.y_train)
-            options = dict(validation=(data.x_val[:, kept], data.y_val)
-                           if data.x_val is not None else None, patience=config.patience)
-            settings = (config.batch_size, config.lr, config.seed)
-            if config.retrain:  # from fresh weights: before fine-tuning changes `pruned`
-                fresh, epochs = retrain(pruned, *training, config.retrain, *settings, **options)
-                summary["pruned"]["retrained_test"] = evaluate(fresh, data, x=data.x_test[:, kept])
-                summary["pruned"]["retrained_epochs"] = epochs
-                save(run_dir / "pruned_retrained.keras", fresh.save)
-            if config.finetune:
-                epochs = finetune(pruned, *training, config.finetune, *settings, **options)
-                summary["pruned"]["finetuned_test"] = evaluate(pruned, data, x=data.x_test[:, kept])
-                summary["pruned"]["finetuned_epochs"] = epochs
-                save(run_dir / "pruned_finetuned.keras", pruned.save)
+        for name, model in models:
+            save(run_dir / name, model.save)
     summary.update(extra or {})
     summary["ms_per_step"] = outcome.ms_per_step
     summary["wall_seconds"] = time.perf_counter() - outcome.wall_started

@@ -19,10 +19,9 @@ from common.model import metric_name
 
 # The settings that are hyperparameters (not paths, display or logging options).
 HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",
-           "l1", "l1_layers", "l2", "adaptive", "mcp", "threshold", "solver", "freeze_zeros",
-           "seed", "finetune", "retrain", "patience", "preset", "strategy", "path",
-           "val_fraction", "path_points", "path_epochs", "select", "max_units", "cv",
-           "layer_scaling")
+           "l1", "l1_layers", "l2", "adaptive", "threshold", "solver", "freeze_zeros", "seed",
+           "finetune", "patience", "preset", "strategy", "path", "val_fraction", "path_points",
+           "path_epochs", "select", "max_units", "cv")
 
 
 # TensorBoard shows 10 images per tag (its --samples_per_plugin default): a picture every
@@ -206,89 +205,3 @@ def write_final_metrics(writer, summary, step):
             tf.summary.scalar(f"path/cv_val_{metric}", record["val_metric"])
             tf.summary.scalar("path/cv_units", record["total_units"])
     writer.flush()
-
-
-
-class RecordWriter:
-    """The per-step scalars of many records at once, into `writer`: (step, loss, penalty,
-    units per layer) each. One graph call for them all (eager writes cost ~0.4 ms each),
-    their Summary protos built in Python (step_scalar_protos): a graph of tf.summary.scalar
-    calls took 0.6 s to trace, more than all its calls in a default run."""
-
-    def __init__(self, writer, names, threshold, described=False):
-        self.writer, self.names, self.threshold = writer, names, threshold
-        self._graph, self._described = None, described  # True: the tags have their text
-
-    def write(self, records):
-        import tensorflow as tf
-
-        protos = step_scalar_protos(records, self.names, self.threshold, self._described)
-        self._described = True
-        if self._graph is None:
-            @tf.function(reduce_retracing=True)
-            def graph(steps, protos):
-                with self.writer.as_default():
-                    for index in tf.range(tf.shape(steps)[0]):
-                        tf.summary.experimental.write_raw_pb(protos[index], step=steps[index])
-
-            self._graph = graph
-        self._graph(tf.constant([record[0] for record in records], tf.int64),
-                    tf.constant(protos))
-
-
-class EventWriter:
-    """Keras demo: the TF demo's tags, per epoch, from a UnitHistory; use `callback()` in fit.
-
-    It reads the history's whole records after each fit() epoch (a chunk of data epochs),
-    so it writes one point per data epoch, the evaluations, and the pictures (pictures_due).
-    """
-
-    def __init__(self, run_dir, history, model, config, task, split, chief=True,
-                 total_epochs=None):
-        import tensorflow as tf
-
-        from common.counting import unit_kernels
-
-        self.history, self.split = history, split
-        self.kernels = unit_kernels(model)
-        self.names = unit_names(len(self.kernels))
-        self.threshold, self.pictures = config.threshold, not config.no_pictures
-        self.total_epochs = total_epochs or config.epochs  # the pictures' spacing
-        self.writer = (tf.summary.create_file_writer(str(run_dir)) if chief
-                       else tf.summary.create_noop_writer())
-        self.epochs_written = self.tests_written = 0
-        self._records = RecordWriter(self.writer, self.names, self.threshold)
-        write_run_start(self.writer, config, run_dir.name, task, len(self.kernels))
-
-    def write_new_records(self):
-        import tensorflow as tf
-
-        epochs = self.history.epoch_records[self.epochs_written:]
-        tests = self.history.test_records[self.tests_written:]
-        pictures = self.pictures and bool(epochs) and pictures_due(
-            self.epochs_written, self.epochs_written + len(epochs), self.total_epochs)
-        self.epochs_written += len(epochs)
-        self.tests_written += len(tests)
-        if epochs:
-            self._write_epochs(epochs)
-        with self.writer.as_default():
-            if pictures:  # eagerly: about 20 times a run
-                write_kernel_pictures(self.kernels, self.names, step=epochs[-1][0])
-            description = describe(self.threshold)[self.split]
-            for epoch, metrics in tests:
-                for name, value in metrics.items():
-                    tf.summary.scalar(f"{self.split}/{name}", value, step=epoch,
-                                      description=description)
-
-    def _write_epochs(self, epochs):
-        self._records.write(epochs)
-
-    def callback(self):
-        import keras
-
-        return keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: self.write_new_records())
-
-    def close(self, summary):
-        write_final_metrics(self.writer, summary, self.epochs_written)
-        self.writer.close()

@@ -11,7 +11,7 @@ os.environ["MPLBACKEND"] = "Agg"
 def pytest_collection_modifyitems(config, items):
     """Under another Keras backend (KERAS_BACKEND=jax) only the tests marked `backends` run:
     the others are about TensorFlow itself (the TF demo, tf.distribute, TensorBoard)."""
-    from common.config import keras_backend_name
+    from common.backend import keras_backend_name
 
     backend = keras_backend_name()
     if backend == "tensorflow":

@@ -34,9 +34,9 @@ def no_partial_or_empty_files(folder):
 
 def test_ctrl_c_between_an_epoch_and_its_test_evaluation_loses_nothing(tmp_path, monkeypatch):
     """The moment of the old bug: the epoch was recorded, its test metrics were not yet."""
-    import common.model
+    import common.run
 
-    evaluate, calls = common.model.evaluate, []
+    evaluate, calls = common.run.evaluate, []
 
     def interrupted_evaluate(*args, **kwargs):
         calls.append(1)
@@ -44,7 +44,7 @@ def test_ctrl_c_between_an_epoch_and_its_test_evaluation_loses_nothing(tmp_path,
             raise KeyboardInterrupt
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(common.model, "evaluate", interrupted_evaluate)
+    monkeypatch.setattr(common.run, "evaluate", interrupted_evaluate)
     summary = demo_keras.main(["--epochs", "500", "--no-show", "--logdir", str(tmp_path)])
     assert summary["status"] == "interrupted" and exit_code(summary) == 130
     (run_dir,) = tmp_path.iterdir()
