@@ -118,7 +118,7 @@ def train(config, data, on_progress=None):
 def outputs(run, records, loss):
     """The picture and the numbers behind it, whatever the status (nothing done is lost), the
     path's table and picture, the kernels as heatmaps, and --save-model's file."""
-    from common.model import metric_name
+    from common.data import metric_name
     from common.path_outputs import path_files
     from common.pictures import plot_kernels
 

@@ -54,7 +54,7 @@ def measure(case, variant):
     from common.model import build_model, loss_name
     from common.monitor import UnitHistory
     from common.penalties import GroupSparse
-    from common.proximal import ProximalOptimizer
+    from common.proximal_optimizer import ProximalOptimizer
     from common.pruning import prune_model
 
     hidden, batch, every, calls = CASES[case]

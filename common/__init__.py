@@ -23,7 +23,7 @@ _EXPORTS = {
     "group_norms": "common.penalties",
     "GroupSparse": "common.penalties",
     "penalty_value": "common.penalties",
-    "ProximalOptimizer": "common.proximal",
+    "ProximalOptimizer": "common.proximal_optimizer",
     "prox_group_sparse": "common.proximal",
     "count_active_units": "common.counting",
     "active_counts": "common.counting",
@@ -50,7 +50,7 @@ def __dir__():
 
 def _register_with_keras():
     """Import the modules whose classes Keras must find when it loads a saved model."""
-    for module in ("common.penalties", "common.proximal"):
+    for module in ("common.penalties", "common.proximal_optimizer"):
         importlib.import_module(module)
 
 

@@ -4,23 +4,18 @@ The scalers are fitted on the training split only: the original fitted them on a
 so test statistics leaked into training. Nothing here imports TensorFlow.
 """
 
-import csv
 import dataclasses
 import hashlib
-import io
-import math
 from pathlib import Path
 
 import numpy as np
+
+from common.csvfile import DataError, parse_numeric_csv, read_bytes
 
 BOSTON_CSV = Path(__file__).with_name("boston_house_prices.csv")
 # The file scikit-learn shipped up to release 1.1.x (load_boston was removed in 1.2).
 BOSTON_SHA256 = "d98212636026544fc9b9c0f372e5f819872e6fa6fa757ab025efdda22180f2d6"
 TEST_FRACTION = 0.25
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message is one sentence naming the file, column and row."""
 
 
 @dataclasses.dataclass
@@ -60,108 +55,30 @@ def load_dataset(name="boston", seed=0, csv_path=None, target=None, val_fraction
     """
     split = dict(seed=seed, val_fraction=val_fraction)
     if name == "boston":
-        x, y, names = _parse_numeric_csv(BOSTON_CSV, _checked_boston_bytes(), "MEDV",
+        x, y, names = parse_numeric_csv(BOSTON_CSV, _checked_boston_bytes(), "MEDV",
                                          skip_lines=1)
         return _split_and_scale(name, x, y, names, "regression", **split)
     if name == "csv":
         if csv_path is None or target is None:
             raise DataError("a CSV data set needs both a file path and a target column")
         path = Path(csv_path)
-        x, y, names = _parse_numeric_csv(path, _read_bytes(path), target)
+        x, y, names = parse_numeric_csv(path, read_bytes(path), target)
         return _split_and_scale(name, x, y, names, "regression", **split)
     if name in ("diabetes", "digits", "california"):
         return _load_sklearn(name, split)
     raise DataError(f"unknown data set {name!r}: choose boston, diabetes, digits, california or csv")
 
 
-def _read_bytes(path):
-    if path.is_dir():
-        raise DataError(f"{path}: this is a folder, not a CSV file")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
-
-
 def _checked_boston_bytes():
     """The shipped Boston CSV's bytes, after checking them against the known sha256."""
     if not BOSTON_CSV.is_file():
         raise DataError(f"{BOSTON_CSV} is missing: reinstall the repository")
-    content = _read_bytes(BOSTON_CSV)
+    content = read_bytes(BOSTON_CSV)
     digest = hashlib.sha256(content).hexdigest()
     if digest != BOSTON_SHA256:
         raise DataError(f"{BOSTON_CSV} has sha256 {digest}, expected {BOSTON_SHA256}: "
                         "the file was changed or damaged")
     return content
-
-
-def _decode(path, content):
-    """UTF-8 text without a byte-order mark; one sentence naming the line otherwise."""
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = content[:error.start].count(b"\n") + 1
-        raise DataError(f"{path}, line {line}: not UTF-8 text (byte {content[error.start]:#04x}); "
-                        "save the file as UTF-8") from None
-
-
-def _parse_numeric_csv(path, content, target, skip_lines=0):
-    """Features, target and feature names of CSV bytes whose every cell is a number.
-
-    Blank lines are skipped; line numbers in messages are the file's own.
-    """
-    reader = csv.reader(io.StringIO(_decode(path, content), newline=""))
-    rows = []  # (line number, cells)
-    for cells in reader:
-        if reader.line_num > skip_lines and any(cell.strip() for cell in cells):
-            rows.append((reader.line_num, cells))
-    if len(rows) < 2:
-        raise DataError(f"{path}: no data rows below the header")
-    header = [column.strip() for column in rows[0][1]]
-    duplicates = sorted({column for column in header if header.count(column) > 1})
-    if duplicates:
-        raise DataError(f"{path}: the header names {', '.join(map(repr, duplicates))} more than "
-                        "once; every column needs its own name")
-    if target not in header:
-        raise DataError(f"{path}: no column named {target!r} (columns: {', '.join(header)})")
-    if len(header) < 2:
-        raise DataError(f"{path}: the only column is the target {target!r}; there are no "
-                        "features to learn from")
-    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
-    for row_index, (line, row) in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: {len(row)} cells, the header has {len(header)}")
-        for column_index, cell in enumerate(row):
-            values[row_index, column_index] = _number(cell, path, line, header[column_index])
-    with np.errstate(over="ignore"):
-        spans = np.ptp(values, axis=0)
-    if not np.all(np.isfinite(spans)):
-        column = header[int(np.argmin(np.isfinite(spans)))]
-        raise DataError(f"{path}, column {column!r}: its values span more than a float64 can "
-                        "hold; rescale that column")
-    target_index = header.index(target)
-    with np.errstate(over="ignore"):
-        squared_span = spans[target_index] ** 2
-    if not np.isfinite(squared_span):
-        raise DataError(f"{path}, column {target!r}: the target spans {spans[target_index]:.3g}, "
-                        "too wide to square its errors in float64; rescale that column")
-    features = np.delete(values, target_index, axis=1)
-    names = [column for column in header if column != target]
-    return features, values[:, target_index], names
-
-
-def _number(cell, path, line, column):
-    if not cell.strip():
-        raise DataError(f"{path}, line {line}, column {column!r}: empty cell")
-    try:
-        value = float(cell)
-    except ValueError:
-        raise DataError(f"{path}, line {line}, column {column!r}: {cell!r} is not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{path}, line {line}, column {column!r}: {cell!r} is not a finite number")
-    return value
 
 
 def _load_sklearn(name, split):
@@ -266,8 +183,6 @@ def fold_datasets(data, folds, seed):
     """--cv: the other folds-1 folds of `data`, whose validation split is the first fold.
     Each holds out an equal share of data.x_train (stratified by class for classification)
     and trains on the rest, the first fold's rows included; the test split is left out."""
-    import dataclasses
-
     from sklearn.model_selection import KFold, StratifiedKFold
 
     rows = np.arange(len(data.x_train))
@@ -310,3 +225,12 @@ def load_or_exit(config):
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def metric_name(task):
+    """The metric a task is scored by: accuracy for classification, RMSE for regression."""
+    return "accuracy" if task == "classification" else "rmse"
+
+
+def higher_is_better(task):
+    return task == "classification"

@@ -12,7 +12,7 @@ from tensorboard.plugins.hparams import api as hparams
 
 from common.counting import unit_kernels, unit_names
 from common.files import unless_disk_full
-from common.model import metric_name
+from common.data import metric_name
 from common.tensorboard import (describe, pictures_due, step_scalar_protos, write_final_metrics,
                                 write_kernel_pictures, write_run_start, write_step_scalars)
 

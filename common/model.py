@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from common.data import metric_name
 from common.penalties import GroupSparse
 
 
@@ -32,7 +33,7 @@ def make_optimizer(config, regularizer):
     regularizer (one, or one per kernel) is applied proximally."""
     optimizer = keras.optimizers.Adam(config.lr)
     if is_proximal(regularizer):
-        from common.proximal import ProximalOptimizer
+        from common.proximal_optimizer import ProximalOptimizer
 
         optimizer = ProximalOptimizer(optimizer, freeze_zeros=config.freeze_zeros)
     return optimizer
@@ -102,11 +103,3 @@ def metric_and_standard_error(data, y, predictions):
     rmse = float(np.sqrt(np.mean(squared)))
     se_mse = float(np.std(squared, ddof=1) / np.sqrt(len(squared))) if len(squared) > 1 else 0.0
     return rmse, se_mse / (2 * rmse) if rmse > 0 else 0.0
-
-
-def metric_name(task):
-    return "accuracy" if task == "classification" else "rmse"
-
-
-def higher_is_better(task):
-    return task == "classification"

@@ -26,7 +26,8 @@ from common.adaptive import kernel_regularizers
 from common.counting import unit_kernels
 from common.fitting import drop_compiled_step
 from common.gradients import gradient_numpy
-from common.model import higher_is_better, metric_name, row_losses
+from common.data import higher_is_better, metric_name
+from common.model import row_losses
 
 GRID_RATIO = 1e-3  # lambda_min / lambda_max of the automatic grid
 STOP_LOSS_RATIO = 2.0  # stop once the validation loss exceeds this times the best ...

@@ -132,7 +132,7 @@ class GroupSparse(keras.regularizers.Regularizer):
     A model using it saves to .keras and loads back once this module is imported.
 
     With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
-    `common.proximal.ProximalOptimizer` applies it instead, as an exact proximal step after
+    `common.proximal_optimizer.ProximalOptimizer` applies it instead, as an exact proximal step after
     each optimizer step. `value(kernel)` gives the penalty's value in both modes.
     """
 

@@ -4,7 +4,7 @@ import dataclasses
 import sys
 import time
 
-from common.model import metric_name
+from common.data import metric_name
 
 
 def print_config(config, demo):

@@ -15,7 +15,7 @@ import dataclasses
 import math
 
 from common.counting import unit_names
-from common.model import metric_name
+from common.data import metric_name
 
 # The settings that are hyperparameters (not paths, display or logging options).
 HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",

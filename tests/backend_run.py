@@ -17,7 +17,7 @@ from common.fitting import fit_in_chunks
 from common.model import build_model
 from common.monitor import UnitHistory
 from common.penalties import GroupSparse
-from common.proximal import ProximalOptimizer
+from common.proximal_optimizer import ProximalOptimizer
 
 EPOCHS, CHUNK = 100, 25  # full-batch epochs, epochs per graph call
 

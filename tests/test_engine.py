@@ -12,7 +12,7 @@ from common.data import load_dataset
 from common.engine import FoldTrainer
 from common.model import build_model
 from common.penalties import GroupSparse
-from common.proximal import ProximalOptimizer
+from common.proximal_optimizer import ProximalOptimizer
 
 pytestmark = pytest.mark.backends
 

@@ -18,7 +18,8 @@ import demo_tensorflow
 from common.gradients import value_and_gradients
 from common.model import build_model
 from common.penalties import GroupSparse, penalty_value
-from common.proximal import ProximalOptimizer, prox_group_sparse
+from common.proximal import prox_group_sparse
+from common.proximal_optimizer import ProximalOptimizer
 from tests.helpers import group_prox_reference, steps_per_call
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend (the TF demo test skips)
