@@ -16,7 +16,6 @@ removed.
 
 import os
 import sys
-import time
 from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
@@ -75,32 +74,30 @@ def train(config, data, on_progress=None):
                             metrics=[history.recorder])
     events = EventWriter(run.run_dir, history, model, config, data.task, run.split, run.chief,
                          config.epochs + run.path.total_epochs)  # TensorBoard: the TF demo's tags
-    timing = {}
 
-    def chunk_done(fit_epoch, logs):
-        if not history.epoch_records:  # the first epoch diverged
-            return
-        epoch, loss, _, units = history.epoch_records[-1]
-        run.chunk_done(epoch, loss, sum(units), timing.get("seconds"),
-                       (epoch - timing["epochs"]) * per_epoch)
+    def chunk_done(fit_epoch=None, logs=None):  # after a fit() epoch's evaluation
+        if history.epoch_records:  # none when the very first epoch diverged
+            epoch, loss, _, units = history.epoch_records[-1]
+            run.chunk_done(epoch, loss, sum(units), *history.chunk_time)
+
+    def diverged():  # the history met a loss that is not finite
+        if history.diverged_at is not None:
+            run.diverged(f"NaN or infinite in epoch {history.diverged_at}")
+        return history.diverged_at is not None
 
     def train_epochs(epochs):  # False when the loss diverged
         fit_in_chunks(model, batches.dataset, epochs, per_epoch, chunk, compile_args,
                       one_step_per_call=replicas > 1 and keras.backend.backend() != "jax",
-                      callbacks=[keras.callbacks.LambdaCallback(  # the steps' time, not the tests'
-                          on_epoch_begin=lambda fit_epoch, logs: timing.update(
-                              started=time.perf_counter(), epochs=len(history.epoch_records)),
-                          on_epoch_end=lambda fit_epoch, logs: timing.update(
-                              seconds=time.perf_counter() - timing["started"] if fit_epoch else None)),
-                          history, keras.callbacks.LambdaCallback(on_epoch_end=chunk_done),
-                          events.callback()])
-        return history.diverged_at is None or run.finite(float("nan"), history.diverged_at)
+                      callbacks=[history, keras.callbacks.LambdaCallback(on_epoch_end=chunk_done),
+                                 events.callback()])
+        return not diverged()
 
     def show(records):  # a path point's steps, trained by common/engine.py
         history.add_steps(records)
         history.on_epoch_end(None)  # the evaluation, at the point's end
         events.write_new_records()
-        run.shown(records, len(history.epoch_records))
+        if not diverged():
+            run.shown(records, len(history.epoch_records))
 
     with run.stopping():  # Ctrl-C and SIGTERM stop training; the files are written whole
         run.train(train_epochs, show)
@@ -217,6 +214,7 @@ def show_if_possible(config):
 
 
 if __name__ == "__main__":
-    from common.lifecycle import exit_code
+    from common.lifecycle import exit_code, survive_closed_pipes
 
+    survive_closed_pipes()  # `| head` must not lose the run
     sys.exit(exit_code(main()))

@@ -54,9 +54,8 @@ def train(config, data, on_progress=None):
     from common.penalties import penalty_value
     from common.run import Run
 
-    # The seed, the strategy, the run folder, and the model: ReLU hidden layers, every kernel
-    # carrying the GroupSparse penalty (common.run). With --solver proximal the penalty is
-    # not in the loss: the optimizer applies it exactly.
+    # The seed, strategy, run folder, and model (common.run): every kernel carries GroupSparse;
+    # with --solver proximal it is not in the loss, the optimizer applies it exactly.
     run = Run(DEMO, config, data, on_progress)
     model, optimizer, strategy = run.model, run.optimizer, run.strategy
     proximal, kernels = is_proximal(run.regularizer), unit_kernels(model)
@@ -100,7 +99,12 @@ def train(config, data, on_progress=None):
     def train_chunk(size):  # one graph call: its steps, and the last step's numbers
         before = int(optimizer.iterations.numpy())
         loss, penalty, counts = train_steps(tf.constant(size))
-        return int(optimizer.iterations.numpy()) - before, float(loss), float(penalty), sum(counts.numpy())
+        taken = int(optimizer.iterations.numpy()) - before
+        return taken, float(loss), float(penalty), sum(counts.numpy())
+
+    def train_epochs(epochs):  # chunks of --eval-every epochs: a graph call, an evaluation
+        return run.in_chunks(epochs * per_epoch, config.eval_every * per_epoch, train_chunk,
+                             lambda done, end: board.chunk(done, end, run.evaluate()))
 
     def show(records):  # a path point's steps, trained by common/engine.py
         board.records(run.done, records, every=config.eval_every * per_epoch)
@@ -112,17 +116,15 @@ def train(config, data, on_progress=None):
         train_steps = tf.function(train_steps.python_function)
 
     with run.stopping():  # Ctrl-C and SIGTERM stop training; the files are written whole
-        # Chunks of --eval-every epochs, each one graph call, then an evaluation.
-        run.train(lambda epochs: run.in_chunks(
-            epochs * per_epoch, config.eval_every * per_epoch, train_chunk,
-            lambda done, end: board.chunk(done, end, run.evaluate())), show, per_epoch,
-            on_point=board.point, on_penalty_change=retrace)
-        summary = run.finish(run.done)
-        board.close(summary, run.done)
+        run.train(train_epochs, show, per_epoch, on_point=board.point, on_penalty_change=retrace)
+        # The steps taken: this loop's (a stop may land before they are counted) and the path's.
+        summary = run.finish(int(optimizer.iterations.numpy()) + run.engine_steps)
+        board.close(summary, summary["steps"])
     return summary
 
 
 if __name__ == "__main__":
-    from common.lifecycle import exit_code
+    from common.lifecycle import exit_code, survive_closed_pipes
 
+    survive_closed_pipes()  # `| head` must not lose the run
     sys.exit(exit_code(main()))

@@ -1,8 +1,8 @@
-"""Between training stages: adaptive group Lasso weights, and each layer's own lambda_max.
+"""Between training stages: adaptive group Lasso weights on each kernel's own regularizer.
 
-Both change constants of the compiled training step (the regularizers' weights and
-strengths are Python numbers), so after them a Keras model's compiled step is dropped and
-traced again on its next fit; a custom loop re-wraps its own tf.function.
+They change constants of the compiled training step (the regularizers' weights are Python
+numbers), so after them a Keras model's compiled step is dropped and traced again on its
+next fit; a custom loop re-wraps its own tf.function.
 """
 
 from common.fitting import drop_compiled_step
@@ -36,16 +36,3 @@ def set_adaptive_weights(model, gamma=1.0):
         weights.append(list(regularizer.weights))
     drop_compiled_step(model)  # traced again with the weights on the next fit
     return weights
-
-
-def scale_layers(model, layer_lambda_max):
-    """--layer-scaling lambda-max: each kernel's group strength times its own lambda_max over
-    the largest, so one path lambda is the same share of the way to an empty layer in every
-    layer. Returns the new strengths."""
-    largest = max(layer_lambda_max)
-    strengths = []
-    for (layer, regularizer), top in zip(kernel_regularizers(model), layer_lambda_max):
-        regularizer.group_strength *= top / largest if largest > 0 else 1.0
-        strengths.append(regularizer.group_strength)
-    drop_compiled_step(model)
-    return strengths

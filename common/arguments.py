@@ -12,6 +12,22 @@ import re
 
 MAX_FOLDS = 20  # --cv: each fold holds out 1/K of the training rows
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
+# Bounds that keep float32 finite and memory sane: a strength of 1e6 empties any layer (the
+# path's grid on Boston tops out near 0.1), weights 1/||w||**GAMMA stay finite for GAMMA <= 4
+# (the literature uses 0.5 to 2), and a record per step of a chunk must fit in memory.
+MAX_STRENGTH, MAX_GAMMA, MAX_LR = 1e6, 4.0, 1e30  # a learning rate float32 holds
+MAX_POINTS, MAX_WIDTH, MAX_EVAL_EVERY = 1000, 100_000, 10_000
+
+
+def at_most(kind, high):
+    """`kind` (a value type below) with an upper bound, said in one sentence."""
+    def bounded(text):
+        value = kind(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {text}")
+        return value
+
+    return bounded
 
 
 def whole_number(text):

@@ -4,10 +4,27 @@ Nothing here imports TensorFlow or Keras until a function asks for it: the comma
 uses these before anything heavy loads.
 """
 
+import importlib.util
 import json
 import os
 import sys
 import tempfile
+
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+
+
+def backend_problem(backend, demo):
+    """One sentence when Keras cannot run on `backend` here (None when it can)."""
+    if backend not in KERAS_BACKENDS:
+        return (f"KERAS_BACKEND={backend} is not a Keras backend: use one of "
+                f"{', '.join(KERAS_BACKENDS)}")
+    if importlib.util.find_spec(backend) is not None:
+        return None
+    if demo == "tensorflow":
+        return ("demo_tensorflow.py needs TensorFlow, which is not installed: pip install -r "
+                "requirements.txt (demo_keras.py runs on JAX too)")
+    return (f"Keras runs on {backend} here, and {backend} is not installed: pip install "
+            f"{backend}, or set KERAS_BACKEND to a backend that is")
 
 
 def keras_backend_name():

@@ -8,11 +8,12 @@ reported in a fraction of a second instead of after TensorFlow's five-second imp
 import dataclasses
 import sys
 
-from common.arguments import (MAX_FOLDS, MAX_SEED, HelpFormatter, Parser,
+from common.arguments import (MAX_EVAL_EVERY, MAX_FOLDS, MAX_GAMMA, MAX_LR, MAX_POINTS,
+                              MAX_SEED, MAX_STRENGTH, MAX_WIDTH, HelpFormatter, Parser, at_most,
                               attach_negative_numbers, check_tf_config, folds, fraction,
                               keras_path, non_negative_float, non_negative_int, positive_float,
                               positive_int, seed, width)
-from common.backend import keras_backend_name
+from common.backend import backend_problem, keras_backend_name
 from common.files import check_output_file, check_writable_folder
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
@@ -23,16 +24,9 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 # --preset compact: the smallest network the validation data supports: the lambda path (40
 # lambdas) with exact zeros and adaptive weights, each point trained three times as long as the
 # dense network (--path-epochs 3 x --epochs, set in _derived_defaults) and fine-tuned (1000
-# epochs, early stopping on validation) before it is scored, and lambda chosen by 5-fold
-# cross-validation. Its settings were chosen by the number of units the 1-SE rule kept on all
-# training rows (--cv 5, 5 seeds, a validation-only number): on Boston 100 epochs a point
-# (--epochs / 15, the path's default) 32.6 of 48, 1000 epochs 21.6, 1500 (--epochs) 17.9, 4500
-# (3 x) 16.3; on DIGITS (inputs and hidden units) 200 epochs (--epochs) 72.0 of 124, 600 (3 x)
-# 66.8; 5 x, on one seed each, kept more (Boston 18.6 against 17.2, DIGITS 72.4 against 66.4).
-# Not taken, on Boston: no adaptive weights 35.5, weights 1/||w||**2 21.1 against 17.9 (1 x
-# epochs). --cv because one split's 76 rows made the same picks spread from 9 to 39 units. 40
-# lambdas instead of 20 (at 3 x): Boston 14.6 against 16.3, DIGITS 66.9 against 66.8. Nothing
-# here was chosen on the test split.
+# epochs, early stopping on validation) before it is scored, lambda chosen by 5-fold
+# cross-validation. Each setting was chosen on validation numbers only, never on the test
+# split (benchmarks/README.md, "Sparsity against accuracy", has the comparisons).
 PRESETS = {"compact": dict(path=True, solver="proximal", adaptive=1.0, finetune=1000,
                            patience=50, path_points=40, cv=5)}
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.
@@ -64,7 +58,7 @@ class Config:
     seed: int = 0  # seeds the split, the initial weights and the batch order
     logdir: str = "summaries"  # each run writes a new folder below this one
     eval_every: int = 25  # epochs between two evaluations (test split; validation with path)
-    finetune: int = 0  # epochs to retrain the pruned model without penalty
+    finetune: int = 0  # epochs to fine-tune the pruned model without penalty
     patience: int | None = None  # finetune: stop when the validation loss stalls this long
     strategy: str = "none"  # tf.distribute: none, mirrored (one machine), multiworker (TF_CONFIG)
     connect_timeout: float = 120.0  # multiworker: seconds to wait for the other workers
@@ -104,11 +98,9 @@ def build_parser(demo):
         epilog="Exit codes: 0 completed, 1 diverged or failed, 2 bad input, "
         "130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="compact: --path with --solver proximal and --adaptive, 40 "
-                        "lambdas, each point trained 3 x --epochs (--path-epochs) and "
-                        "fine-tuned before it is scored (--finetune 1000 --patience 50), lambda "
-                        "chosen by --cv 5: the smallest network the validation data supports "
-                        "by the 1-SE rule (about a minute for demo_tensorflow.py on Boston)")
+                        help="compact: the smallest network the validation data supports: --path "
+                        "--adaptive --path-points 40 --path-epochs (3 x --epochs) --finetune 1000 "
+                        "--patience 50 --cv 5 (about a minute on Boston)")
 
     add = parser.add_argument_group("data").add_argument
     add("--dataset", choices=DATASETS, help="data set")
@@ -118,27 +110,29 @@ def build_parser(demo):
         help=f"seeds the split, the initial weights and the batch order (0 to {MAX_SEED})")
 
     add = parser.add_argument_group("network and training").add_argument
-    add("--hidden", type=width, nargs="+", metavar="WIDTH",
-        help="hidden layer widths, separated by spaces")
+    add("--hidden", type=at_most(width, MAX_WIDTH), nargs="+", metavar="WIDTH",
+        help=f"hidden layer widths, separated by spaces (each at most {MAX_WIDTH})")
     add("--epochs", type=positive_int, help="passes over the training split")
     add("--batch-size", type=positive_int, help="rows per step; none: full batch")
-    add("--lr", type=positive_float, help="Adam learning rate")
+    add("--lr", type=at_most(positive_float, MAX_LR), help="Adam learning rate")
     add("--solver", choices=SOLVERS,
         help="subgradient: the penalty in the loss, as the original; proximal: "
         "an exact proximal step after each Adam step, so dropped units are exactly zero")
 
     add = parser.add_argument_group("penalty").add_argument
-    add("--group", dest="group_strength", type=non_negative_float, nargs="+", metavar="LAMBDA",
-        help="group Lasso strength (lambda): one value, or one per kernel (inputs first)")
-    add("--l1", type=non_negative_float, nargs="+", metavar="STRENGTH",
+    add("--group", dest="group_strength", type=at_most(non_negative_float, MAX_STRENGTH),
+        nargs="+", metavar="LAMBDA", help="group Lasso strength (lambda): one value, or one per "
+        f"kernel (inputs first); at most {MAX_STRENGTH:g}, like every strength")
+    add("--l1", type=at_most(non_negative_float, MAX_STRENGTH), nargs="+", metavar="STRENGTH",
         help="L1 strength: one value, or one per kernel")
-    add("--l2", type=non_negative_float, help="L2 strength")
-    add("--adaptive", type=positive_float, nargs="?", const=1.0, metavar="GAMMA",
-        help="adaptive group Lasso: a second stage weighs each group by 1/||w_g||**GAMMA "
-        "(1 when not given) from the first; zero groups stay removed")
+    add("--l2", type=at_most(non_negative_float, MAX_STRENGTH), help="L2 strength")
+    add("--adaptive", type=at_most(positive_float, MAX_GAMMA), nargs="?", const=1.0,
+        metavar="GAMMA", help="adaptive group Lasso: a second stage weighs each group by "
+        f"1/||w_g||**GAMMA (1 when not given, at most {MAX_GAMMA:g}) from the first; zero "
+        "groups stay removed")
     add("--freeze-zeros", action="store_true",
         help="with --solver proximal: a unit whose weights reach zero stays removed")
-    add("--threshold", type=non_negative_float,
+    add("--threshold", type=at_most(non_negative_float, MAX_STRENGTH),
         help="a group is active when sum(|w|) exceeds this; none: 1e-3, or 0 with "
         "--solver proximal")
 
@@ -149,8 +143,9 @@ def build_parser(demo):
         "the network the validation split picks")
     add("--val-fraction", type=fraction,
         help="--path: share of the training rows held out for choosing (0 to 0.5)")
-    add("--path-points", type=positive_int, help="--path: lambdas on the automatic grid")
-    add("--path-lambdas", type=positive_float, nargs="+", metavar="LAMBDA",
+    add("--path-points", type=at_most(positive_int, MAX_POINTS),
+        help=f"--path: lambdas on the automatic grid (at most {MAX_POINTS})")
+    add("--path-lambdas", type=at_most(positive_float, MAX_STRENGTH), nargs="+", metavar="LAMBDA",
         help="--path: these increasing lambdas instead of the automatic grid")
     add("--path-epochs", type=positive_int,
         help="--path: epochs per point; none: --epochs / 15, in whole --eval-every chunks")
@@ -174,7 +169,7 @@ def build_parser(demo):
 
     add = parser.add_argument_group("output and distribution").add_argument
     add("--logdir", help="runs are written below this folder")
-    add("--eval-every", type=positive_int,
+    add("--eval-every", type=at_most(positive_int, MAX_EVAL_EVERY),
         help="epochs between evaluations: on the test split, or on the validation split when "
         "choosing lambda")
     add("--no-pictures", action="store_true",
@@ -214,9 +209,8 @@ def parse_config(argv=None, demo="tensorflow"):
         given_values = list(values[name]) if isinstance(values[name], list) else [values[name]]
         flag = "--group" if name == "group_strength" else "--l1"
         if len(given_values) not in (1, len(args.hidden) + 1):
-            parser.error(f"{flag} takes one value or one per kernel ({len(args.hidden) + 1} "
-                         f"for --hidden {' '.join(map(str, args.hidden))}), got "
-                         f"{len(given_values)}")
+            parser.error(f"{flag} takes one value or one per kernel ({len(args.hidden) + 1} for "
+                         f"--hidden {' '.join(map(str, args.hidden))}), got {len(given_values)}")
         values[name] = max(given_values)
         values[layers] = tuple(given_values) if len(given_values) > 1 else None
     _derived_defaults(args, given)
@@ -248,7 +242,8 @@ def _derived_defaults(args, given):
 
 
 def _check_flags(args, demo):
-    """One sentence for flags that do not go together (None when they do)."""
+    """One sentence for flags that do not go together, or a backend that cannot run (None
+    when all is well)."""
     backend = keras_backend_name()
     if args.dataset == "csv" and (args.csv_path is None or args.target is None):
         return "--csv PATH and --target COLUMN go together"
@@ -257,9 +252,8 @@ def _check_flags(args, demo):
     if args.freeze_zeros and args.solver != "proximal":
         return "--freeze-zeros needs --solver proximal"
     if demo == "keras" and args.strategy == "multiworker":
-        return ("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras"
-                "#20585), so demo_keras.py cannot use --strategy multiworker: run "
-                "demo_tensorflow.py --strategy multiworker instead")
+        return ("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585"
+                "), so demo_keras.py cannot use --strategy multiworker: run demo_tensorflow.py")
     if demo == "keras" and args.strategy != "none" and backend not in ("tensorflow", "jax"):
         return (f"--strategy runs on TensorFlow (tf.distribute) or JAX (Keras' DataParallel), "
                 f"and Keras runs on {backend} here: run with KERAS_BACKEND=tensorflow or jax, "
@@ -268,7 +262,7 @@ def _check_flags(args, demo):
         return "--adaptive weighs the group Lasso: --group must be above 0"
     if args.patience is not None and not args.finetune:
         return "--patience stops --finetune early: give --finetune N too"
-    return None
+    return backend_problem(backend, demo)  # the flags first, then what this machine has
 
 
 PATH_FLAGS = {"val_fraction": "--val-fraction", "path_points": "--path-points",
@@ -278,6 +272,10 @@ PATH_FLAGS = {"val_fraction": "--val-fraction", "path_points": "--path-points",
 
 def _check_path(args, given):
     """The path's flags make sense together, before anything is trained."""
+    if {"path_points", "path_lambdas"} <= given:
+        return "--path-lambdas replaces the grid of --path-points: give one of them"
+    if {"select", "max_units"} <= given:
+        return "--max-units K is a selection rule of its own: drop --select"
     flags = [flag for name, flag in PATH_FLAGS.items() if name in given]
     if not args.path:
         if args.patience is not None:  # early stopping needs a validation split too

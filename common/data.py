@@ -160,14 +160,25 @@ def _derived(seed, offset):
     return (seed + offset) % 2**32
 
 
+class ValidationTooSmall(DataError):
+    """The validation split would hold too few rows (load_or_exit names the flag that set
+    its share: `says(flag)`)."""
+
+    def __init__(self, name, fraction, total, rows):
+        self.name, self.fraction, self.total, self.rows = name, fraction, total, rows
+        super().__init__(self.says(f"a validation share of {fraction:g}"))
+
+    def says(self, what):
+        return (f"data set {self.name!r}: {what} holds out {self.rows} of its {self.total} "
+                f"training rows; a validation split needs at least {MIN_VALIDATION_ROWS}")
+
+
 def _carve_validation(name, x_train, y_train, task, seed, fraction):
     from sklearn.model_selection import train_test_split
 
     rows = round(len(x_train) * fraction)
     if rows < MIN_VALIDATION_ROWS:
-        raise DataError(f"data set {name!r}: --val-fraction {fraction:g} of its {len(x_train)} "
-                        f"training rows is {rows} rows; a validation split needs at least "
-                        f"{MIN_VALIDATION_ROWS}")
+        raise ValidationTooSmall(name, fraction, len(x_train), rows)
     stratify = None
     if task == "classification":
         classes, counts = np.unique(y_train, return_counts=True)
@@ -222,6 +233,10 @@ def load_or_exit(config):
         if config.cv:  # the folds can be carved: said now, not after the run's own path
             fold_datasets(data, config.cv, config.seed)
         return data
+    except ValidationTooSmall as error:  # named by the flag the user gave (or the preset's)
+        flag = f"--cv {config.cv}" if config.cv else f"--val-fraction {error.fraction:g}"
+        print(f"error: {error.says(flag)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -6,7 +6,8 @@
         python demo_tensorflow.py --strategy multiworker   # one process per machine
 
 The data each replica trains on comes from common.batches; this module makes the strategy,
-checks TF_CONFIG before TensorFlow loads, and says which process writes the files.
+waits for the other workers, and says which process writes the files (the command line
+checks TF_CONFIG before TensorFlow loads: common.arguments).
 """
 
 import json

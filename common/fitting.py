@@ -62,7 +62,7 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
 
 
 def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed, validation=None,
-             patience=None):
+             patience=None, callbacks=()):
     """Train a (pruned) model `epochs` more epochs on the data loss alone, with Adam(lr);
     returns the epochs trained.
 
@@ -71,27 +71,15 @@ def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed, valida
     """
     batches = epoch_batches(x_train, y_train, batch_size, seed).repeat()
     # Many epochs per graph call: fit()'s per-epoch cost dominates at this size.
-    chunk, callbacks, trained = 50, [], {"epochs": 0}
+    chunk, stopping, trained = 50, [], {"epochs": 0}
     if patience is not None and validation is not None:
         chunk = max(1, min(50, patience // 5))
-        callbacks.append(keras.callbacks.EarlyStopping(
+        stopping.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=-(-patience // chunk), restore_best_weights=True))
     counter = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: trained.update(epochs=trained["epochs"] + chunk))
     fit_in_chunks(model, batches, epochs, count_epoch_steps(len(x_train), batch_size), chunk,
                   dict(optimizer=keras.optimizers.Adam(lr), loss=loss_name(task)),
-                  callbacks=[*callbacks, counter],
-                  validation=validation if callbacks else None)
+                  callbacks=[*stopping, counter, *callbacks],
+                  validation=validation if stopping else None)
     return min(trained["epochs"], epochs)
-
-
-def retrain(pruned, task, x_train, y_train, epochs, batch_size, lr, seed, validation=None,
-            patience=None):
-    """The pruned architecture from fresh weights (its initializers, seeded), trained
-    `epochs` epochs without penalty: the penalty chose the widths, not the weights.
-    Returns (the new model, the epochs trained)."""
-    keras.utils.set_random_seed(seed)
-    fresh = keras.models.clone_model(pruned)  # same layers, newly initialized weights
-    trained = finetune(fresh, task, x_train, y_train, epochs, batch_size, lr, seed, validation,
-                       patience)
-    return fresh, trained

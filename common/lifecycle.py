@@ -9,6 +9,7 @@ left half written. Nothing here imports TensorFlow.
 """
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -79,3 +80,38 @@ def raise_if_stopped():
     only printed), and the run must still end. A no-op once the results are being written."""
     if _ACTIVE and _ACTIVE[-1]["stopped"] and not _ACTIVE[-1]["writing"]:
         raise Stopped(_ACTIVE[-1]["stopped"])
+
+
+class _ClosedPipeProof:
+    """A text stream that goes quiet when its reader has gone (`| head`): the run goes on
+    and writes its files, as a Unix tool would, instead of ending in a BrokenPipeError."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self):
+        # Later writes, and the interpreter's last flush, then go nowhere without an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...
+        return getattr(self._stream, name)
+
+
+def survive_closed_pipes():
+    """Keep stdout and stderr from ending the run when a pipe's reader stops reading."""
+    sys.stdout, sys.stderr = _ClosedPipeProof(sys.stdout), _ClosedPipeProof(sys.stderr)

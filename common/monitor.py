@@ -12,6 +12,7 @@ buffer after each graph call. Use both:
 """
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -138,6 +139,8 @@ class UnitHistory(keras.callbacks.Callback):
         self.epoch_records = []  # (epoch, data loss, penalty, [units per layer])
         self.test_records = []  # (epoch, {metric: value})
         self.diverged_at = None
+        self.chunk_time = (None, 0)  # the last fit() epoch's (seconds, steps): on_epoch_end
+        self._started, self._epochs_before = None, 0
         self._pending = np.zeros((0, 2 + self.recorder.num_layers), dtype=np.float32)
 
     @property
@@ -177,7 +180,14 @@ class UnitHistory(keras.callbacks.Callback):
             (epoch, loss, penalty, [int(count) for count in epoch_rows[-1, 2:]]))
         return True
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started, self._epochs_before = time.perf_counter(), len(self.epoch_records)
+
     def on_epoch_end(self, epoch, logs=None):
+        # The fit() epoch's steps, timed before the evaluation: (seconds, steps), seconds
+        # None for a fit() call's first epoch, which also traced the step.
+        steps = (len(self.epoch_records) - self._epochs_before) * self.steps_per_epoch
+        self.chunk_time = (time.perf_counter() - self._started if epoch else None, steps)
         if self.evaluate_test is not None and self.diverged_at is None and self.epoch_records:
             metrics = self.evaluate_test(self.model)
             self.test_records.append((self.epoch_records[-1][0], metrics))

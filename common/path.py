@@ -17,6 +17,8 @@ the best for two points.
 
 import dataclasses
 import math
+import sys
+import time
 
 import keras
 import numpy as np
@@ -24,9 +26,9 @@ from keras import ops
 
 from common.adaptive import kernel_regularizers
 from common.counting import unit_kernels
+from common.data import higher_is_better, metric_name
 from common.fitting import drop_compiled_step
 from common.gradients import gradient_numpy
-from common.data import higher_is_better, metric_name
 from common.model import row_losses
 
 GRID_RATIO = 1e-3  # lambda_min / lambda_max of the automatic grid
@@ -78,34 +80,43 @@ def set_scale(model, scale, value):
 def layer_lambda_max(model, x, y, task):
     """For each kernel, the largest ||dL/dW[g]|| / (sqrt(group size) * a_g) over its rows g,
     each with W[g] = 0: the group strength at which that layer is held empty (a_g: the
-    adaptive weight of the group, 1 without)."""
+    adaptive weight of the group, 1 without). `model` itself is never changed: the rows are
+    zeroed in a copy, so a stop at any moment leaves it whole."""
+    probe = model.__class__.from_config(model.get_config())  # its layers, not its compile
+    probe.set_weights(model.get_weights())
+    kernels, probes = unit_kernels(model), unit_kernels(probe)
+    total, done, shown = sum(int(kernel.shape[0]) for kernel in kernels), 0, time.monotonic()
     tops = []
-    for kernel in unit_kernels(model):
+    for kernel, probe_kernel in zip(kernels, probes):
         largest = 0.0
         original = ops.convert_to_numpy(kernel)
         group_size = original.shape[1]
-        regularizer = getattr(kernel, "regularizer", None)
-        weights = getattr(regularizer, "weights", None) or [1.0] * original.shape[0]
+        weights = getattr(getattr(kernel, "regularizer", None), "weights", None) \
+            or [1.0] * original.shape[0]
         for row in range(original.shape[0]):
             zeroed = original.copy()
             zeroed[row] = 0.0
-            kernel.assign(zeroed)
+            probe_kernel.assign(zeroed)
             gradient, = gradient_numpy(
-                lambda: ops.mean(row_losses(task, y, model(x, training=False))), [kernel])
+                lambda: ops.mean(row_losses(task, y, probe(x, training=False))), [probe_kernel])
             norm = float(np.linalg.norm(gradient[row]))
             largest = max(largest, norm / (math.sqrt(group_size) * weights[row]))
-        kernel.assign(original)
+            done += 1
+            if time.monotonic() - shown > 5:  # a wide CSV: one gradient per input
+                print(f"lambda_max: {done} of {total} rows probed", file=sys.stderr, flush=True)
+                shown = time.monotonic()
+        probe_kernel.assign(original)
         tops.append(largest)
     return tops
 
 
-def lambda_grid(config, model, data, tops=None):
+def lambda_grid(config, model, data):
     """The path's lambdas: the user's, or a geometric grid below the lambda at which every
-    layer is held empty (`tops`: layer_lambda_max, computed here when None)."""
+    layer is held empty (layer_lambda_max)."""
     if config.path_lambdas:
         return list(config.path_lambdas)
     # For an L1-only path this is an upper bound: a weight's gradient is below its row's.
-    tops = tops or layer_lambda_max(model, data.x_train, data.y_train, data.task)
+    tops = layer_lambda_max(model, data.x_train, data.y_train, data.task)
     # A layer whose strength is c times the base is emptied at path lambda top / c.
     base = base_strength(config)
     factors = [regularizer.group_strength / base if config.group_strength else 1.0

@@ -132,8 +132,8 @@ class GroupSparse(keras.regularizers.Regularizer):
     A model using it saves to .keras and loads back once this module is imported.
 
     With proximal=True the penalty adds nothing to the loss (calling it returns 0): a
-    `common.proximal_optimizer.ProximalOptimizer` applies it instead, as an exact proximal step after
-    each optimizer step. `value(kernel)` gives the penalty's value in both modes.
+    `common.proximal_optimizer.ProximalOptimizer` applies it instead, as an exact proximal
+    step after each optimizer step. `value(kernel)` gives the penalty's value in both modes.
     """
 
     def __init__(self, group_strength=1e-3, l1=0.0, l2=0.0, proximal=False, weights=None,

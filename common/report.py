@@ -93,8 +93,6 @@ def print_report(summary, run_dir, footer=()):
         ]
         if "finetuned_test" in pruned:
             rows.append(("  pruned + finetuned", value(pruned["finetuned_test"])))
-        if "retrained_test" in pruned:
-            rows.append(("  pruned, retrained", value(pruned["retrained_test"])))
     rows += [("ms per step", "n/a" if summary["ms_per_step"] is None
               else f"{summary['ms_per_step']:.3f}"),
              ("wall time", f"{summary['wall_seconds']:.1f} s"), ("run folder", str(run_dir))]

@@ -62,8 +62,10 @@ class Run:
         # once, after the choice), else the test split.
         self.split = "val" if config.path else "test"
         self.done, self.chosen, self.finetuned = 0, None, None
+        self.engine_steps = 0  # the path's steps, trained by common/engine.py
         self._timing = [0.0, 0]  # seconds and steps, the chunks that traced left out
         self._shield = self.progress = None
+        self._retraced = False  # the penalty changed: the demo's step is traced again
 
     def evaluate(self, model=None):
         """The metrics of the model on the split evaluated during training."""
@@ -84,14 +86,22 @@ class Run:
         how many of the demo's units make one epoch; `on_point(point)` is called for each
         kept path point, `on_penalty_change()` when the penalty's constants changed."""
         self.progress = ProgressBar((self.config.epochs + self.path.total_epochs) * per_epoch)
+
+        def penalty_changed():  # the next chunk traces the step again: not timed
+            self._retraced = True
+            if on_penalty_change is not None:
+                on_penalty_change()
+
         try:
-            if self.path.train(train_epochs, show, on_point, on_penalty_change,
+            if self.path.train(train_epochs, show, on_point, penalty_changed,
                                on_chunk=raise_if_stopped):
                 self.chosen = self.path.finish()  # the model now holds the chosen weights
                 if self.config.finetune:
                     self.finetuned = self.finetune()
         except KeyboardInterrupt as stop:
             self.outcome.status = stop_status(stop)
+            if self.path.ended == "interrupted":  # the path says how the run was stopped
+                self.path.ended = self.outcome.status
             print(f"\n{self.outcome.status}: keeping what was done so far", file=sys.stderr)
         except Exception as error:  # a summary writer on a full disk
             if not is_disk_full_message(error):
@@ -99,7 +109,8 @@ class Run:
             self.outcome.status = "failed"  # finish says so, in one sentence with the rest
             self.outcome.message = (f"the disk is full: the summaries stop at {self.unit} "
                                     f"{self.done} and training stopped")
-        self._shield()  # from here on, signals wait until the files are written
+        finally:
+            self._shield()  # from here on, signals wait until the files are written
         self.progress.close()
         if self.chosen is None:
             self.chosen = self.path.finish()
@@ -112,7 +123,10 @@ class Run:
         while self.done < end:
             done, started = self.done, time.perf_counter()
             taken, loss, penalty, units = train_chunk(min(size, end - done))
-            seconds = time.perf_counter() - started if done > 0 else None  # 1st call traces
+            self.done = done + taken  # trained, whatever happens next
+            seconds = (time.perf_counter() - started  # a call that traced is not timed
+                       if done > 0 and not self._retraced else None)
+            self._retraced = False
             if not self.finite(loss + penalty, done + taken):
                 return False
             after_chunk(done, done + taken)
@@ -124,6 +138,7 @@ class Run:
         active units per layer, one per step, from common/engine.py): the loss checked, the
         progress. `done`: where the run stands, in the demo's unit (default: steps)."""
         loss, penalty, *units = records[-1].tolist()
+        self.engine_steps += len(records)
         done = self.done + len(records) if done is None else done
         if self.finite(loss + penalty, done):
             self.chunk_done(done, loss, sum(units))
@@ -146,23 +161,28 @@ class Run:
         if math.isfinite(value):
             return True
         self.done = done
+        self.diverged(f"{value} at {self.unit} {done}")
+        return False
+
+    def diverged(self, what):
+        """The loss became `what` (its value and when): the run has diverged and says so."""
         if self.outcome.status != "diverged":
             self.outcome.status, self.outcome.final_loss = "diverged", None
-            self.outcome.message = (f"the loss became {value} at {self.unit} {done}: training "
-                                    "stopped (try a smaller --lr)")
+            self.outcome.message = (f"the loss became {what}: training stopped (try a smaller "
+                                    "--lr)")
             print(f"\n{self.outcome.message}", file=sys.stderr)
-        return False
 
     def finetune(self):
         """--finetune: the pruned network, trained on the data loss alone (early stopping on
-        the validation split with --patience). (model, epochs, test metrics)."""
+        the validation split with --patience): (the fine-tuned model, the epochs trained)."""
         config, data = self.config, self.data
         pruned, report = prune_model(self.model, config.threshold, data.feature_names)
         kept = report.kept_inputs
         validation = (data.x_val[:, kept], data.y_val) if data.x_val is not None else None
         epochs = finetune(pruned, data.task, data.x_train[:, kept], data.y_train,
                           config.finetune, config.batch_size, config.lr, config.seed,
-                          validation, config.patience)
+                          validation, config.patience, callbacks=[keras.callbacks.LambdaCallback(
+                              on_epoch_end=lambda epoch, logs: raise_if_stopped())])
         return pruned, epochs
 
     def summarize(self):

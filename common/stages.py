@@ -149,7 +149,8 @@ class PathRun:
             self.folds += parts
 
     def finish(self):
-        """The run.json fields of the path; the model then holds the selected weights."""
+        """The run.json fields of the path; the model then holds the selected weights, and
+        its regularizers the selected strength."""
         strengths = [regularizer.group_strength
                      for _, regularizer in kernel_regularizers(self.model)]
         stages = {**self.stages, "layer_group_strengths": strengths} if self.stages else {}
@@ -165,5 +166,14 @@ class PathRun:
                 cv["cv"]["records"] = pooled
             else:  # interrupted (or the path diverged): its own validation split chooses
                 cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
-        return {**stages, **cv, **finish_path(self.model, self.points, self.data, self.config,
-                                              self.ended, pooled)}
+        chosen = finish_path(self.model, self.points, self.data, self.config, self.ended, pooled)
+        if chosen["selected"] is not None and self.scale is not None:
+            # The model carries the penalty it was chosen with (saved with --save-model).
+            factor = chosen["selected"]["lambda"] / base_strength(self.config)
+            for _, regularizer in kernel_regularizers(self.model):
+                regularizer.group_strength *= factor
+                regularizer.l1 *= factor
+                regularizer.l2 *= factor
+                regularizer.scale = None
+            self.scale = None  # once: a second call finds the strengths folded in
+        return {**stages, **cv, **chosen}

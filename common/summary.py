@@ -6,7 +6,6 @@ nor evaluates. A diverged run saves no model (its weights are not finite).
 """
 
 import dataclasses
-import math
 import shutil
 import sys
 import time
@@ -36,9 +35,10 @@ def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=()
 
     `record` holds the trained model's counts and test metrics (None when its weights are
     not finite), `models` (file name, model) pairs to save in `run_dir`, and `files` the
-    demo's own outputs as (path, write) pairs, `write(temporary_path)` writing the file. A file that cannot be written (a full disk) is named in one sentence
-    and in run.json's `not_written`; the status is then "failed" (exit code 1). A worker
-    that is not the chief (`chief=False`) removes its run folder at the end.
+    demo's own outputs as (path, write) pairs, `write(temporary_path)` writing the file. A
+    file that cannot be written (a full disk) is named in one sentence and in run.json's
+    `not_written`; the status is then "failed" (exit code 1). A worker that is not the
+    chief (`chief=False`) removes its run folder at the end.
     """
     summary = {
         "demo": demo, "backend": keras.backend.backend(), "status": outcome.status,
@@ -93,8 +93,3 @@ def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=()
     if not chief:  # a worker's files are the chief's duplicates
         shutil.rmtree(run_dir, ignore_errors=True)
     return summary
-
-
-def finite_or_none(value):
-    """A float for run.json: None when it is NaN or infinite (JSON has no such numbers)."""
-    return value if value is not None and math.isfinite(value) else None

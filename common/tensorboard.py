@@ -118,7 +118,7 @@ def step_scalar_protos(records, names, threshold, described):
     serialized Summary protos, one per record, as tf.summary.scalar writes them; a tag's
     description (its metadata) only in its first record when `described` is False, since
     TensorBoard reads a tag's metadata from its first value. Built in Python: no graph to
-    trace for them (common.tensorboard.EventWriter)."""
+    trace for them (common.events.RecordWriter)."""
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.compat.proto.tensor_pb2 import TensorProto
     from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
@@ -159,7 +159,7 @@ def write_kernel_pictures(kernels, names, step=None):
 
     The histogram is written directly in TensorBoard's format (one fixed-width bucketing op,
     at most 10 buckets over [0, largest norm]): tf.summary.histogram's generic bucketing
-    costs several times more, and this runs every --eval-every steps.
+    costs several times more, and this runs about 20 times a run.
     """
     import tensorflow as tf
     from tensorboard.plugins.histogram import metadata as histogram_metadata

@@ -241,3 +241,43 @@ def test_cv_holds_out_one_fold_of_the_training_rows():
     config = parse_config(["--path", "--cv", "4"])
     assert config.cv == 4 and config.val_fraction == 0.25 and config.uses_validation
     assert parse_config(["--path"]).cv is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    # Bounds that keep float32 finite and memory sane (#29 item 8).
+    (["--path", "--path-points", "2000000000"], "--path-points: must be at most 1000"),
+    (["--path", "--path-lambdas", "1e-3", "1e300"], "--path-lambdas: must be at most 1e+06"),
+    (["--adaptive", "1e300"], "--adaptive: must be at most 4"),
+    (["--lr", "1e300"], "--lr: must be at most 1e+30"),
+    (["--hidden", "20", "1000000000"], "--hidden: must be at most 100000"),
+    (["--eval-every", "1000000000"], "--eval-every: must be at most 10000"),
+    # Contradictions (#29 item 12).
+    (["--path", "--path-points", "3", "--path-lambdas", "1e-3"],
+     "--path-lambdas replaces the grid of --path-points: give one of them"),
+    (["--path", "--select", "min", "--max-units", "10"], "--max-units K is a selection rule"),
+])
+def test_absurd_and_contradictory_requests_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_path_takes_freeze_zeros_since_it_picks_the_proximal_solver():
+    """--path chooses --solver proximal, so --freeze-zeros is meaningful (#29 item 10)."""
+    config = parse_config(["--path", "--freeze-zeros"])
+    assert config.solver == "proximal" and config.freeze_zeros
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("bogus", "KERAS_BACKEND=bogus is not a Keras backend: use one of tensorflow, jax"),
+    ("openvino", "Keras runs on openvino here, and openvino is not installed: pip install"),
+])
+def test_a_backend_that_cannot_run_is_one_line_and_exit_2(backend, message):
+    """#29 item 9: a 53-line ModuleNotFoundError traceback before."""
+    import importlib.util
+
+    if importlib.util.find_spec(backend) is not None:
+        pytest.skip(f"{backend} is installed here")
+    result = run_script("demo_keras.py", env={"KERAS_BACKEND": backend})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr

@@ -297,8 +297,15 @@ def test_tensorflow_demo_path_end_to_end(tmp_path):
 def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
     summary = demo_keras.main(["--path", "--epochs", "50", "--path-epochs", "25",
                                "--path-points", "3", "--max-units", "40", "--no-show",
-                               "--logdir", str(tmp_path / "full")])
+                               "--logdir", str(tmp_path / "full"),
+                               "--save-model", str(tmp_path / "chosen.keras")])
     (run_dir,) = (tmp_path / "full").iterdir()
+    # The saved model carries the strength it was chosen with, not the base (#29 item 11).
+    import common  # noqa: F401  (GroupSparse, for loading)
+
+    saved_model = keras.saving.load_model(tmp_path / "chosen.keras")
+    assert [layer.kernel_regularizer.group_strength for layer in saved_model.layers] == \
+        pytest.approx([summary["selected"]["lambda"]] * 3, rel=1e-6)
     # Every point trained at its own lambda.
     assert summary["path"][-1]["total_units"] < summary["path"][0]["total_units"]
     if any(point["total_units"] <= 40 for point in summary["path"]):
@@ -336,11 +343,59 @@ def test_a_validation_split_too_small_is_refused(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
                                   pytest.param(demo_keras, marks=pytest.mark.backends)])
-def test_a_path_point_that_diverges_ends_the_run_as_diverged(tmp_path, demo):
-    """The engine trains the path: a point whose loss overflows (lambda 1e38 in the loss) is
-    the run's divergence in both demos, as a diverged step of their own loop is."""
-    summary = demo.main(["--path", "--solver", "subgradient", "--path-lambdas", "1e38",
+def test_a_path_point_that_diverges_ends_the_run_as_diverged(tmp_path, demo, monkeypatch):
+    """The engine trains the path: a point whose loss overflows (lambda 1e38 in the loss,
+    past the command line's bound, so given to the path directly) is the run's divergence
+    in both demos, as a diverged step of their own loop is."""
+    import common.stages
+
+    monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: [1e38])
+    summary = demo.main(["--path", "--solver", "subgradient", "--path-points", "1",
                          "--epochs", "5", "--path-epochs", "5", "--no-show",
                          "--logdir", str(tmp_path)])
     assert summary["status"] == "diverged" and summary["path_ended"] == "diverged"
     assert "try a smaller --lr" in summary["message"] and len(summary["path"]) == 1
+
+
+def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch):
+    """The probe zeroes one row at a time to measure its gradient: a Ctrl-C in the middle
+    must not leave a row of the run's network at zero (#29 item 2)."""
+    import common.path
+
+    data = load_dataset("boston", val_fraction=0.2)
+    config = parse_config(["--path"])
+    model = build_model(data, config.hidden, make_regularizer(config))
+    before = [np.array(weight) for weight in model.get_weights()]
+    real, calls = common.path.gradient_numpy, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # inside the first kernel, after two rows
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(common.path, "gradient_numpy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        common.path.layer_lambda_max(model, data.x_train, data.y_train, data.task)
+    for weight, old in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(weight, old)
+    monkeypatch.setattr(common.path, "gradient_numpy", real)
+    tops = common.path.layer_lambda_max(model, data.x_train, data.y_train, data.task)
+    assert len(tops) == 3 and all(top > 0 for top in tops)
+    for weight, old in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(weight, old)
+
+
+def test_a_path_stopped_by_sigterm_says_terminated_in_both_fields(tmp_path):
+    """run.json's `path_ended` names the same ending as `status` (#29 item 12)."""
+    from common.lifecycle import Stopped
+
+    def terminate(steps_done):
+        if steps_done > 60:  # the dense network (50 steps) done, the path under way
+            raise Stopped("terminated")
+
+    summary = demo_tensorflow.main(["--path", "--epochs", "50", "--path-epochs", "10",
+                                    "--path-points", "5", "--logdir", str(tmp_path)],
+                                   on_progress=terminate)
+    assert summary["status"] == "terminated" and summary["path_ended"] == "terminated"
+    assert 1 <= len(summary["path"]) < 6

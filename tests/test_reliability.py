@@ -122,6 +122,55 @@ def test_a_signal_whose_exception_is_swallowed_still_stops_the_run(tmp_path, dem
 
 
 @pytest.mark.parametrize("demo", DEMOS)
+def test_a_signal_during_the_final_fine_tuning_stops_it(tmp_path, demo, monkeypatch):
+    """--finetune is a training stage: SIGTERM there ends the run as terminated at once, with
+    everything trained before it kept (it used to print "still writing", train to the end
+    and exit 0, #29 item 1)."""
+    import common.run
+
+    finetune, calls = common.run.finetune, []
+
+    def terminated_finetune(*args, **kwargs):
+        calls.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises Stopped in this thread
+        time.sleep(5)  # never reached when the signal stops the stage
+        return finetune(*args, **kwargs)
+
+    monkeypatch.setattr(common.run, "finetune", terminated_finetune)
+    summary = DEMOS[demo].main(["--epochs", "50", "--finetune", "100000", "--no-show",
+                                "--logdir", str(tmp_path)])
+    assert calls == [1] and summary["status"] == "terminated" and exit_code(summary) == 143
+    (run_dir,) = tmp_path.iterdir()
+    names = {path.name for path in run_dir.iterdir()}
+    assert {"run.json", "pruned.keras"} <= names and "pruned_finetuned.keras" not in names
+    assert "finetuned_test" not in summary["pruned"] and summary["steps"] == 50
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "terminated"
+    no_partial_or_empty_files(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo, closed", [("demo_tensorflow", "stdout"), ("demo_keras", "stderr")])
+def test_a_reader_that_stops_reading_loses_nothing(tmp_path, demo, closed):
+    """`python demo_tensorflow.py | head -1`: the pipe's reader goes after one line; the run
+    still writes every file and exits with its own status (#29 item 5)."""
+    other = "stderr" if closed == "stdout" else "stdout"
+    process = subprocess.Popen(
+        [sys.executable, f"{demo}.py", "--epochs", "200", "--eval-every", "10", "--no-show",
+         "--logdir", str(tmp_path)], cwd=ROOT, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        **{closed: subprocess.PIPE, other: subprocess.PIPE if other == "stderr" else None})
+    stream = getattr(process, closed)
+    assert stream.readline()  # the first line, then the reader is gone
+    stream.close()
+    errors = process.communicate(timeout=300)[1] or ""
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["status"] == "completed" and (run_dir / "pruned.keras").is_file()
+
+
+@pytest.mark.parametrize("demo", DEMOS)
 def test_a_file_that_cannot_be_written_is_named_and_the_rest_is_kept(tmp_path, monkeypatch,
                                                                      capsys, demo):
     """A fake full disk: renaming run.json (and history.csv) into place fails with ENOSPC."""
