@@ -214,7 +214,6 @@ def show_if_possible(config):
 
 
 if __name__ == "__main__":
-    from common.lifecycle import exit_code, survive_closed_pipes
+    from common.lifecycle import run_as_script
 
-    survive_closed_pipes()  # `| head` must not lose the run
-    sys.exit(exit_code(main()))
+    sys.exit(run_as_script(main))  # the run's exit code; a closed pipe loses nothing

@@ -6,6 +6,8 @@ epoch, read from its UnitHistory. `RecordWriter` writes many per-step records at
 path point trained by common/engine.py).
 """
 
+import shutil
+
 import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams
@@ -139,12 +141,17 @@ class StepBoard:
         point_dir = run_dir / f"path-{point.index:02d}"
         values = {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
                   "path/params": point.params}
-        point_writer = tf.summary.create_file_writer(str(point_dir))
-        with point_writer.as_default(step=self.run.done):
-            hparams.hparams({"lambda": point.lam}, trial_id=f"{run_dir.name}/{point_dir.name}")
-            for tag, value in values.items():
-                tf.summary.scalar(tag, value)
-        point_writer.close()
+        try:
+            point_writer = tf.summary.create_file_writer(str(point_dir))
+            with point_writer.as_default(step=self.run.done):
+                hparams.hparams({"lambda": point.lam},
+                                trial_id=f"{run_dir.name}/{point_dir.name}")
+                for tag, value in values.items():
+                    tf.summary.scalar(tag, value)
+            point_writer.close()
+        except Exception:  # a full disk: no half-written point run is left behind
+            shutil.rmtree(point_dir, ignore_errors=True)
+            raise
         with self.writer.as_default(step=point.index):
             for tag, value in {**values, "path/lambda": point.lam}.items():
                 tf.summary.scalar(tag, value)

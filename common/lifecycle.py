@@ -115,3 +115,14 @@ class _ClosedPipeProof:
 def survive_closed_pipes():
     """Keep stdout and stderr from ending the run when a pipe's reader stops reading."""
     sys.stdout, sys.stderr = _ClosedPipeProof(sys.stdout), _ClosedPipeProof(sys.stderr)
+
+
+def run_as_script(main):
+    """A demo's `main()` as a command: its exit code, every output proof against a closed
+    pipe, and a Ctrl-C before training started (the imports, say) one line and exit 130."""
+    survive_closed_pipes()  # `| head` must not lose the run
+    try:
+        return exit_code(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started: nothing was trained", file=sys.stderr)
+        return EXIT_CODES["interrupted"]

@@ -98,22 +98,30 @@ class Run:
                 self.chosen = self.path.finish()  # the model now holds the chosen weights
                 if self.config.finetune:
                     self.finetuned = self.finetune()
-        except KeyboardInterrupt as stop:
-            self.outcome.status = stop_status(stop)
-            if self.path.ended == "interrupted":  # the path says how the run was stopped
-                self.path.ended = self.outcome.status
-            print(f"\n{self.outcome.status}: keeping what was done so far", file=sys.stderr)
-        except Exception as error:  # a summary writer on a full disk
-            if not is_disk_full_message(error):
+        except Exception as error:  # a full disk, or a stop that TensorFlow wrapped
+            stop = _wrapped_stop(error)
+            if stop is None and not is_disk_full_message(error):
                 raise
-            self.outcome.status = "failed"  # finish says so, in one sentence with the rest
-            self.outcome.message = (f"the disk is full: the summaries stop at {self.unit} "
-                                    f"{self.done} and training stopped")
+            if stop is not None:
+                self._stopped(stop)
+            else:
+                self.outcome.status = "failed"  # finish says so, in one sentence with the rest
+                self.outcome.message = (f"the disk is full: the summaries stop at {self.unit} "
+                                        f"{self.done} and training stopped")
+        except KeyboardInterrupt as stop:
+            self._stopped(stop)
         finally:
             self._shield()  # from here on, signals wait until the files are written
         self.progress.close()
         if self.chosen is None:
             self.chosen = self.path.finish()
+
+    def _stopped(self, stop):
+        """Ctrl-C or SIGTERM during training: the status says which."""
+        self.outcome.status = stop_status(stop)
+        if self.path.ended == "interrupted":  # the path says how the run was stopped
+            self.path.ended = self.outcome.status
+        print(f"\n{self.outcome.status}: keeping what was done so far", file=sys.stderr)
 
     def in_chunks(self, steps, size, train_chunk, after_chunk):
         """A custom loop's `steps` steps, as calls of `train_chunk(n)` for at most `size` steps
@@ -232,3 +240,15 @@ class Run:
                    **self.chosen},
             footer=[*footer, ("view it with", f"tensorboard --logdir {self.config.logdir}")],
             chief=self.chief)
+
+
+def _wrapped_stop(error):
+    """The KeyboardInterrupt (a Ctrl-C, a Stopped) inside an exception that wraps it, as
+    TensorFlow's SystemError "returned a result with an exception set" does; else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

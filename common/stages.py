@@ -124,9 +124,11 @@ class PathRun:
         def train_point(index, lam):
             reason = search.train_point(index, lam, lam / base_strength(config),
                                         path_epochs(config))
-            if len(search.points[0]) <= index:  # it diverged: show what it trained
-                if show is not None:
-                    show(search.records[0])
+            if len(search.points[0]) <= index:  # not measured: a fold's loss overflowed
+                if reason == "diverged":  # the run's own: the points before it stand
+                    reason = f"the loss became not finite at lambda {lam:.3g}"
+                    print(f"\nthe path stops: {reason}; the choice is among the {index} "
+                          "points before it", file=sys.stderr)
                 return None, reason
             point = search.points[0][index]
             self.model.set_weights(point.weights)  # the demo shows the point's network
@@ -145,7 +147,7 @@ class PathRun:
                                                                              *parts])]
 
         self.ended = run_path(self.points, lambdas, train_point, shown, pooled_losses)
-        if others and self.ended != "diverged":
+        if others:
             self.folds += parts
 
     def finish(self):

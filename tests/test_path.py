@@ -343,18 +343,22 @@ def test_a_validation_split_too_small_is_refused(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
                                   pytest.param(demo_keras, marks=pytest.mark.backends)])
-def test_a_path_point_that_diverges_ends_the_run_as_diverged(tmp_path, demo, monkeypatch):
+def test_a_path_point_that_diverges_ends_the_path_not_the_run(tmp_path, demo, monkeypatch):
     """The engine trains the path: a point whose loss overflows (lambda 1e38 in the loss,
-    past the command line's bound, so given to the path directly) is the run's divergence
-    in both demos, as a diverged step of their own loop is."""
+    past the command line's bound, so given to the path directly) ends the path there; the
+    points before it stand, one of them is chosen and pruned, and nobody is told to lower
+    --lr (#29 item 6)."""
     import common.stages
 
-    monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: [1e38])
-    summary = demo.main(["--path", "--solver", "subgradient", "--path-points", "1",
+    monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: [1e-4, 1e38])
+    summary = demo.main(["--path", "--solver", "subgradient", "--path-points", "2",
                          "--epochs", "5", "--path-epochs", "5", "--no-show",
                          "--logdir", str(tmp_path)])
-    assert summary["status"] == "diverged" and summary["path_ended"] == "diverged"
-    assert "try a smaller --lr" in summary["message"] and len(summary["path"]) == 1
+    assert summary["status"] == "completed" and summary["message"] is None
+    assert summary["path_ended"] == "the loss became not finite at lambda 1e+38"
+    assert len(summary["path"]) == 2 and summary["selected"]["index"] in (0, 1)
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "pruned.keras").is_file() and summary["units_after"] is not None
 
 
 def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch):

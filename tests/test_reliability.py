@@ -285,3 +285,39 @@ def test_the_readme_line_loads_a_saved_proximal_model_in_a_fresh_process(tmp_pat
     result = run_script("-c", "import sys, common, common.config; "
                               "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch, capsys):
+    """A Ctrl-C while TensorFlow loads used to end in a KeyboardInterrupt traceback (#29
+    item 4): the script says so in one line and exits 130."""
+    from common.lifecycle import run_as_script
+
+    def interrupted_import():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_tensorflow, "import_tensorflow_quietly", interrupted_import)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # run_as_script wraps both streams
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    assert run_as_script(lambda: demo_tensorflow.main(["--epochs", "5"])) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted before training started: nothing was trained"
+
+
+def test_a_stop_that_tensorflow_wraps_is_still_the_stop(tmp_path):
+    """TensorFlow can turn the signal's exception into `SystemError: ... returned a result
+    with an exception set` (#29 item 3): the run still ends as the signal says, with run.json."""
+    from common.lifecycle import Stopped
+
+    def wrapped_stop(steps_done):
+        if steps_done >= 50:
+            try:
+                raise Stopped("terminated")
+            except Stopped as stop:
+                raise SystemError("TFE_Py_TapeVariableAccessed returned a result with an "
+                                  "exception set") from stop
+
+    summary = demo_tensorflow.main(["--epochs", "200", "--logdir", str(tmp_path)],
+                                   on_progress=wrapped_stop)
+    assert summary["status"] == "terminated" and exit_code(summary) == 143
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["steps"] == 50
