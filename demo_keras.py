@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
-from common.backend import import_tensorflow_quietly
+from common.backend import import_keras_quietly
 from common.config import parse_config
 from common.data import load_or_exit
 from common.files import exit_on_output_error
@@ -35,7 +35,7 @@ def main(argv=None, on_progress=None):
     """
     config = parse_config(argv, DEMO)
     data = load_or_exit(config)
-    import_tensorflow_quietly()
+    import_keras_quietly()  # TensorFlow only where it is the backend
     with exit_on_output_error():
         return train(config, data, on_progress)
 
@@ -43,9 +43,9 @@ def main(argv=None, on_progress=None):
 def train(config, data, on_progress=None):
     import keras
 
-    from common.batches import training_batches
+    from common.batches import LOOP
     from common.events import EventWriter
-    from common.fitting import fit_in_chunks
+    from common.fitting import IndexBatches, fit_in_chunks
     from common.model import loss_name
     from common.monitor import UnitHistory
     from common.run import Run
@@ -55,10 +55,11 @@ def train(config, data, on_progress=None):
     # proximal the penalty is not in the loss: the optimizer applies it exactly.
     run = Run(DEMO, config, data, on_progress, unit="epoch")
     model, strategy, replicas = run.model, run.strategy, run.strategy.num_replicas_in_sync
+    # The batches by row index, the same rows per step on every backend (common.batches).
     # Under a strategy each replica gets its piece of every global batch; Keras' fit divides
     # each replica's loss, the penalty included, by the number of replicas.
-    batches = training_batches(strategy, data.x_train, data.y_train, config.batch_size,
-                               config.seed, with_rows=False, even=replicas > 1)
+    batches = IndexBatches(data.x_train, data.y_train, config.batch_size, config.seed, (LOOP,),
+                           replicas)
     if batches.dropped_rows:
         print(f"note: Keras' fit needs batches that split evenly over {replicas} replicas, so "
               f"{batches.dropped_rows} rows per epoch are left out", file=sys.stderr)
@@ -86,7 +87,7 @@ def train(config, data, on_progress=None):
         return history.diverged_at is not None
 
     def train_epochs(epochs):  # False when the loss diverged
-        fit_in_chunks(model, batches.dataset, epochs, per_epoch, chunk, compile_args,
+        fit_in_chunks(model, batches, epochs, per_epoch, chunk, compile_args,
                       one_step_per_call=replicas > 1 and keras.backend.backend() != "jax",
                       callbacks=[history, keras.callbacks.LambdaCallback(on_epoch_end=chunk_done),
                                  events.callback()])

@@ -26,11 +26,13 @@ from common.files import exit_on_output_error
 DEMO = "tensorflow"
 
 
-def main(argv=None, on_progress=None):
+def main(argv=None, on_progress=None, per_step_records=True):
     """Run the demo with command-line `argv`; returns the run summary (also in run.json).
 
     `on_progress(steps_done)` is called between chunks of training steps (a hook for tests
-    and notebooks; raising KeyboardInterrupt there stops the run like Ctrl-C). Bad input
+    and notebooks; raising KeyboardInterrupt there stops the run like Ctrl-C).
+    `per_step_records` False leaves out each step's unit count and scalars (the benchmark's
+    bare loop). Bad input
     exits with code 2 and one sentence; the exit code of a run is its status's
     (common.lifecycle.EXIT_CODES).
     """
@@ -41,15 +43,15 @@ def main(argv=None, on_progress=None):
         meet_workers_or_exit(config.connect_timeout)
     import_tensorflow_quietly()
     with exit_on_output_error():
-        return train(config, data, on_progress)
+        return train(config, data, on_progress, per_step_records)
 
 
-def train(config, data, on_progress=None):
+def train(config, data, on_progress=None, per_step_records=True):
     import tensorflow as tf
 
     from common.batches import training_batches
     from common.counting import active_counts, unit_kernels
-    from common.events import StepBoard
+    from common.stepboard import StepBoard
     from common.model import is_proximal, row_losses
     from common.penalties import penalty_value
     from common.run import Run
@@ -90,8 +92,9 @@ def train(config, data, on_progress=None):
             losses, penalties = strategy.run(replica_step, args=next(batch_iterator))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
             penalty = strategy.reduce(tf.distribute.ReduceOp.MEAN, penalties, axis=None)
-            counts = active_counts(kernels, config.threshold)
-            board.step(optimizer.iterations, loss, penalty, counts)
+            if per_step_records:  # the step's active units and its TensorBoard scalars
+                counts = active_counts(kernels, config.threshold)
+                board.step(optimizer.iterations, loss, penalty, counts)
             if not tf.math.is_finite(loss + penalty):
                 break
         return loss, penalty, counts

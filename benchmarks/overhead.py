@@ -35,42 +35,27 @@ def synthetic_csv(folder, rows):
 
 def bare_tf_demo_ms_per_step(flags):
     """The TF demo's own loop with its penalty, counting and summaries switched off: no
-    group or L1 strength, no pictures, and the per-step counting and scalar writes replaced
-    by nothing for the run (a separately written loop measured slower than the shipped one
-    on DIGITS, so the bare figure is taken from the very same loop)."""
-    import common.counting
-    import common.events
+    group or L1 strength, no pictures, and no per-step unit count or scalars
+    (`per_step_records=False`). A separately written loop measured slower than the shipped
+    one on DIGITS, so the bare figure is taken from the very same loop."""
     import demo_tensorflow
 
-    saved = common.counting.active_counts, common.events.write_step_scalars
-
-    def no_counts(kernels, threshold):
-        import tensorflow as tf
-
-        return tf.zeros([len(kernels)], tf.int32)
-
-    common.counting.active_counts = no_counts
-    common.events.write_step_scalars = lambda *args, **kwargs: None
-    try:
-        return demo_tensorflow.main([*flags, "--group", "0", "--l1", "0",
-                                     "--no-pictures"])["ms_per_step"]
-    finally:
-        common.counting.active_counts, common.events.write_step_scalars = saved
+    return demo_tensorflow.main([*flags, "--group", "0", "--l1", "0", "--no-pictures"],
+                                per_step_records=False)["ms_per_step"]
 
 
 def plain_fit_l1_ms_per_step(data, config, every):
     """The Keras peer: the same model, batches and chunking, with keras.regularizers.L1 and
     no counting, history, evaluation or event files."""
     import keras
-    import tensorflow as tf
 
-    from common.batches import training_batches
+    from common.batches import LOOP
+    from common.fitting import IndexBatches
     from common.model import build_model, loss_name
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(data, config.hidden, keras.regularizers.L1(1e-4))
-    batches = training_batches(tf.distribute.get_strategy(), data.x_train, data.y_train,
-                               config.batch_size, config.seed, with_rows=False)
+    batches = IndexBatches(data.x_train, data.y_train, config.batch_size, config.seed, (LOOP,))
     chunk = min(every, config.epochs) * batches.steps_per_epoch
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss_name(data.task),
                   steps_per_execution=chunk)
@@ -81,7 +66,7 @@ def plain_fit_l1_ms_per_step(data, config, every):
         on_epoch_begin=lambda epoch, logs: times.append(time.perf_counter()),
         on_epoch_end=lambda epoch, logs: times.append(time.perf_counter() - times.pop()))
     calls = max(config.epochs // min(every, config.epochs), 2)
-    model.fit(batches.dataset, epochs=calls, steps_per_epoch=chunk, shuffle=False, verbose=0,
+    model.fit(batches, epochs=calls, steps_per_epoch=chunk, shuffle=False, verbose=0,
               callbacks=[timer])
     return 1000.0 * sum(times[1:]) / ((calls - 1) * chunk)
 

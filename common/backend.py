@@ -59,7 +59,7 @@ def use_tensorflow_backend(script="demo_tensorflow.py"):
             raise SystemExit(2)
         return
     requested = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if requested != "tensorflow":
+    if requested != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
         print(f"note: {script} is a TensorFlow training loop, so it runs Keras on TensorFlow "
               f"and not on KERAS_BACKEND={requested} (demo_keras.py runs on {requested})",
               file=sys.stderr)
@@ -92,3 +92,11 @@ def import_tensorflow_quietly():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def import_keras_quietly():
+    """Import Keras on its backend: with TensorFlow's chatter held back when TensorFlow is
+    the backend, and without importing TensorFlow at all on JAX or torch."""
+    if keras_backend_name() == "tensorflow":
+        import_tensorflow_quietly()
+    import keras  # noqa: F401

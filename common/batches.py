@@ -1,8 +1,14 @@
-"""Training batches, on one device or split over the replicas of a tf.distribute strategy.
+"""Training batches: one definition by row indices, delivered to every loop of the project.
+
+The definition (`epoch_indices`): a full batch is every row, in order; otherwise each epoch
+is a fresh NumPy permutation of the rows cut into batches of `batch_size`, the last one
+shorter, drawn from a random stream derived from the run's seed and the stage
+(`batch_stream`). So a seed gives the same rows at every step on TensorFlow and on JAX, in
+the TF demo's loop, in Keras' fit (`IndexBatches`, TensorFlow-free) and in the engine
+(`fold_plan`, every fold of a path side by side).
 
 Every global batch holds the same rows, in the same order, whatever the number of
-replicas: all rows (full batch, as the original), or `batch_size` rows of a seeded
-reshuffle per epoch. Under a strategy each global batch is split into one nearly equal
+replicas. Under a strategy each global batch is split into one nearly equal
 piece per replica. Each element carries the global batch's row count, so a replica's
 loss is its rows' loss sum divided by that count (`tf.nn.compute_average_loss`) and the
 replicas' summed gradients equal the single-device ones.
@@ -11,6 +17,11 @@ replicas' summed gradients equal the single-device ones.
 import dataclasses
 
 import numpy as np
+
+# The stages' random streams, batch_stream(seed, stage, ...): the engine's dense stage, its
+# path points and their fine-tuning (each with point and fold), the demos' own training
+# loops (every stage of a run in one stream), and the final --finetune.
+DENSE, POINT, FINETUNE, LOOP, FINAL = range(5)
 
 
 def batch_rows(num_rows, batch_size):
@@ -88,20 +99,27 @@ def chunk_of(plan, start, size, chunk_steps):
     return tuple(padded(plan[key]) for key in ("active", "indices", "mask") if key in plan)
 
 
-def epoch_batches(x, y, batch_size, seed):
-    """One epoch of batches of rows (x, y) as a tf.data stream (repeat it for more).
-
-    Full batch (batch_size None) is one cached batch; otherwise the rows are reshuffled
-    every epoch in a seeded order.
-    """
+def epoch_batches(x, y, batch_size, seed, stream=(LOOP,)):
+    """Endless batches of rows (x, y) as a tf.data stream: the epochs of epoch_indices on
+    the stream batch_stream(seed, *stream), drawn afresh each time the stream is iterated.
+    Full batch is one cached batch."""
     import tensorflow as tf
 
     num_rows = len(x)
-    if batch_rows(num_rows, batch_size) == num_rows:
-        return tf.data.Dataset.from_tensors((x, y)).cache()
-    return (tf.data.Dataset.from_tensor_slices((x, y))
-            .shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size))
+    batch = batch_rows(num_rows, batch_size)
+    if batch == num_rows:
+        return tf.data.Dataset.from_tensors((x, y)).cache().repeat()
+    x, y = tf.constant(x), tf.constant(y)
+
+    def epochs():  # one epoch's batches end to end; .batch() below cuts them again
+        rng = batch_stream(seed, *stream)
+        while True:
+            yield np.concatenate(epoch_indices(num_rows, batch_size, rng))
+
+    orders = tf.data.Dataset.from_generator(
+        epochs, output_signature=tf.TensorSpec([num_rows], tf.int64))
+    return (orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch))
+            .map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows))))
 
 
 @dataclasses.dataclass
@@ -145,7 +163,7 @@ def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=Fals
         return batches.flat_map(pieces)
 
     if replicas == 1:  # one device: every batch is one piece
-        batches = pieces_of(epoch_batches(x, y, batch_size, seed).repeat(), 1, 0, 1)
+        batches = pieces_of(epoch_batches(x, y, batch_size, seed), 1, 0, 1)
         return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
     if not isinstance(strategy, tf.distribute.Strategy):
         # Keras' DataParallel (JAX) shards each whole global batch over the devices itself.
@@ -155,12 +173,12 @@ def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=Fals
             part = (x_batch[:rows], y_batch[:rows])
             return part + (rows,) if with_rows else part
 
-        batches = epoch_batches(x, y, batch_size, seed).repeat().map(trimmed)
+        batches = epoch_batches(x, y, batch_size, seed).map(trimmed)
         return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
 
     def dataset_fn(context):
         local = context.num_replicas_in_sync // context.num_input_pipelines
-        batches = epoch_batches(x, y, batch_size, seed).repeat()
+        batches = epoch_batches(x, y, batch_size, seed)
         return pieces_of(batches, context.num_replicas_in_sync,
                          context.input_pipeline_id * local, local).prefetch(tf.data.AUTOTUNE)
 

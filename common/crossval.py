@@ -27,7 +27,8 @@ import keras
 import numpy as np
 
 from common.counting import count_active_units
-from common.engine import DENSE, FINETUNE, POINT, FoldTrainer, finite
+from common.batches import DENSE, FINETUNE, POINT
+from common.engine import FoldTrainer, finite
 from common.model import metric_and_standard_error, row_losses
 from common.path import PathPoint
 from common.penalties import adaptive_weights

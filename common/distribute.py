@@ -14,6 +14,19 @@ import json
 import os
 
 
+class OneDevice:
+    """--strategy none off TensorFlow: one device, in the words of tf.distribute's default
+    strategy that the Keras demo uses."""
+
+    cluster_resolver = None
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 class KerasDataParallel:
     """--strategy mirrored on JAX: Keras' own `keras.distribution.DataParallel` over every
     local device, in the few words of a tf.distribute strategy the Keras demo uses. Each
@@ -40,10 +53,13 @@ def make_strategy(name):
     has no time limit and cannot be interrupted.
     """
     import keras
-    import tensorflow as tf
 
     if name == "mirrored" and keras.backend.backend() == "jax":
         return KerasDataParallel()
+    if name == "none" and keras.backend.backend() != "tensorflow":
+        return OneDevice()  # TensorFlow is not needed, and maybe not installed
+    import tensorflow as tf
+
     if name == "none":
         return tf.distribute.get_strategy()  # the default: one device, no replication
     if name == "mirrored":

@@ -25,7 +25,6 @@ from common.gradients import compiled
 from common.penalties import GroupSparse
 
 CHUNK_STEPS = 500  # steps per compiled call (at most): a fixed size, so one compilation
-DENSE, POINT, FINETUNE = 0, 1, 2  # each stage's batch stream: (seed, stage, point, fold)
 # XLA's compile (5-10 s on 2 cores) saves about 0.15 ms a fold-step (0.04 against 0.2): it
 # pays from about this many fold-steps on.
 XLA_FOLD_STEPS = 30_000

@@ -12,7 +12,7 @@ import weakref
 
 import keras
 
-from common.batches import count_epoch_steps, epoch_batches
+from common.batches import FINAL, batch_rows, batch_stream, count_epoch_steps, epoch_indices
 from common.model import loss_name
 
 # model -> (compile_args, steps_per_execution) it was last compiled with here. Holding the
@@ -34,10 +34,55 @@ def drop_compiled_step(model):
         model.train_step = functools.partial(own_step)
 
 
+class IndexBatches(keras.utils.PyDataset):
+    """Endless training batches of rows (x, y) for fit, on every backend and without
+    TensorFlow: the epochs of common.batches.epoch_indices on the stream
+    batch_stream(seed, *stream), one after another across fit() calls (fit_in_chunks moves
+    `start` on by the batches each call trained).
+
+    `replicas`: each batch loses its last rows (fewer than `replicas`) so that it splits
+    evenly over the devices of a distribution, as Keras' fit needs; `dropped_rows` says how
+    many per epoch.
+    """
+
+    def __init__(self, x, y, batch_size, seed, stream, replicas=1):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.replicas = x, y, batch_size, replicas
+        self.seed, self.stream, self.start = seed, stream, 0
+        self.steps_per_epoch = count_epoch_steps(len(x), batch_size)
+        batch = batch_rows(len(x), batch_size)
+        sizes = [batch] * (len(x) // batch) + ([len(x) % batch] if len(x) % batch else [])
+        self.dropped_rows = sum(size % replicas for size in sizes)
+        self._epochs = {}  # the epochs drawn so far that may still be asked for
+        self._rng, self._drawn = None, 0
+
+    @property
+    def num_batches(self):
+        return None  # endless
+
+    def epoch(self, number):
+        """The index arrays of data epoch `number` (0-based) of the stream."""
+        if number < self._drawn - len(self._epochs) or self._rng is None:
+            self._rng, self._drawn, self._epochs = batch_stream(self.seed, *self.stream), 0, {}
+        while self._drawn <= number:
+            self._epochs[self._drawn] = epoch_indices(len(self.x), self.batch_size, self._rng)
+            self._drawn += 1
+            self._epochs.pop(self._drawn - 4, None)  # a few epochs back, for prefetching
+        return self._epochs[number]
+
+    def __getitem__(self, index):
+        if self.steps_per_epoch == 1 and self.replicas == 1:
+            return self.x, self.y  # full batch: every row, in order, every step
+        epoch, step = divmod(self.start + index, self.steps_per_epoch)
+        rows = self.epoch(epoch)[step]
+        rows = rows[:len(rows) // self.replicas * self.replicas]
+        return self.x[rows], self.y[rows]
+
+
 def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
                   callbacks=(), one_step_per_call=False, validation=None):
-    """Compile with `compile_args` and fit `epochs` data epochs of `batches` (endless), one
-    fit() epoch per chunk of at most `chunk` data epochs.
+    """Compile with `compile_args` and fit `epochs` data epochs of `batches` (IndexBatches),
+    one fit() epoch per chunk of at most `chunk` data epochs.
 
     `one_step_per_call` forces steps_per_execution 1 (Keras 3's fit under a tf.distribute
     strategy needs it, keras-team/keras#19246). Callbacks see one fit() epoch per chunk.
@@ -57,6 +102,7 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
             _COMPILED[model] = (compile_args, per_call)
         model.fit(batches, epochs=count, steps_per_epoch=steps, shuffle=False, verbose=0,
                   callbacks=list(callbacks), validation_data=validation)
+        batches.start += count * steps  # the next call goes on with the next batch
         if model.stop_training:
             break
 
@@ -69,7 +115,7 @@ def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed, valida
     With `validation` (x, y) and `patience`, stop once the validation loss has not improved
     for `patience` epochs (checked every few epochs) and keep the best weights seen.
     """
-    batches = epoch_batches(x_train, y_train, batch_size, seed).repeat()
+    batches = IndexBatches(x_train, y_train, batch_size, seed, (FINAL,))
     # Many epochs per graph call: fit()'s per-epoch cost dominates at this size.
     chunk, stopping, trained = 50, [], {"epochs": 0}
     if patience is not None and validation is not None:

@@ -12,7 +12,23 @@ the run folder, whose metrics (`final/*`) are written at the end.
 """
 
 import dataclasses
+import io
 import math
+
+import numpy as np
+from PIL import Image  # Matplotlib's own dependency
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+from tensorboard.compat.proto.types_pb2 import DT_DOUBLE, DT_FLOAT, DT_STRING
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalars
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.image import metadata as image_metadata
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.plugins.text.summary_v2 import text_pb
 
 from common.counting import unit_names
 from common.data import metric_name
@@ -70,13 +86,10 @@ def hparam_values(config):
     return values
 
 
-def write_run_start(writer, config, run_name, task, num_kernels):
-    """The settings as text, the HParams trial (named by the run folder) and its metrics,
-    and a custom-scalars chart with every layer's units and the total."""
-    import tensorflow as tf
-    from tensorboard.plugins.custom_scalar import layout_pb2
-    from tensorboard.plugins.custom_scalar import summary as custom_scalars
-    from tensorboard.plugins.hparams import api as hparams
+def run_start_summaries(config, run_name, task, num_kernels):
+    """The settings as text, the HParams experiment and this run's trial (named by the run
+    folder), and a custom-scalars chart with every layer's units and the total: Summary
+    protos for step 0."""
 
     rows = "\n".join(f"| {key} | {value} |" for key, value in dataclasses.asdict(config).items())
     names = unit_names(num_kernels)
@@ -84,15 +97,29 @@ def write_run_start(writer, config, run_name, task, num_kernels):
         layout_pb2.Chart(title="active units per layer and in total",
                          multiline=layout_pb2.MultilineChartContent(
                              tag=[r"^neurons$", *[rf"^units/{name}$" for name in names]]))])])
-    with writer.as_default(step=0):
-        tf.summary.text("config", "| setting | value |\n|---|---|\n" + rows)
-        hparams.hparams_config(
-            hparams=[hparams.HParam(key) for key in HPARAMS],
-            metrics=[hparams.Metric(tag, description=text)
-                     for tag, text in final_metrics(task, config.path)])
-        hparams.hparams(hparam_values(config), trial_id=run_name)
-        tf.summary.experimental.write_raw_pb(custom_scalars.pb(layout).SerializeToString(),
-                                             step=0)
+    return [text_pb("config", "| setting | value |\n|---|---|\n" + rows),
+            hparams_summary.hparams_config_pb(
+                hparams=[hparams_summary.HParam(key) for key in HPARAMS],
+                metrics=[hparams_summary.Metric(tag, description=text)
+                         for tag, text in final_metrics(task, config.path)]),
+            hparams_summary.hparams_pb(hparam_values(config), trial_id=run_name),
+            tensor_summary(custom_scalars.CONFIG_SUMMARY_TAG,
+                           TensorProto(dtype=DT_STRING, string_val=[layout.SerializeToString()]),
+                           custom_scalars.create_summary_metadata())]
+
+
+def tensor_summary(tag, tensor, metadata):
+    """A Summary proto of one tagged TensorProto with its plugin's metadata."""
+
+    summary = Summary()
+    summary.value.add(tag=tag, tensor=tensor, metadata=metadata)
+    return summary
+
+
+def scalar_summary(tag, value, description=None):
+    """One scalar as a Summary proto, as tf.summary.scalar writes it."""
+
+    return scalar_pb(tag, np.float32(value), description=description)
 
 
 def step_scalar_tags(names, threshold):
@@ -103,30 +130,15 @@ def step_scalar_tags(names, threshold):
             ("neurons", text["neurons"])] + [(f"units/{name}", text["units"]) for name in names]
 
 
-def write_step_scalars(loss, penalty, counts, names, threshold, step=None):
-    """The per-step scalars (call inside `writer.as_default`; works in a tf.function);
-    `step` None: the writer's default step."""
-    import tensorflow as tf
-
-    values = [loss, penalty, tf.reduce_sum(counts)] + [counts[index] for index in range(len(names))]
-    for (tag, description), value in zip(step_scalar_tags(names, threshold), values):
-        tf.summary.scalar(tag, value, step=step, description=description)
-
-
 def step_scalar_protos(records, names, threshold, described):
     """The per-step scalars of `records` ((step, loss, penalty, units per layer) each) as
-    serialized Summary protos, one per record, as tf.summary.scalar writes them; a tag's
-    description (its metadata) only in its first record when `described` is False, since
-    TensorBoard reads a tag's metadata from its first value. Built in Python: no graph to
-    trace for them (common.events.RecordWriter)."""
-    from tensorboard.compat.proto.summary_pb2 import Summary
-    from tensorboard.compat.proto.tensor_pb2 import TensorProto
-    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
-    from tensorboard.compat.proto.types_pb2 import DT_FLOAT
-    from tensorboard.plugins.scalar.metadata import create_summary_metadata
+    Summary protos, one per record, as tf.summary.scalar writes them; a tag's description
+    (its metadata) only in its first record when `described` is False, since TensorBoard
+    reads a tag's metadata from its first value."""
 
     tags = step_scalar_tags(names, threshold)
-    metadata = [create_summary_metadata(display_name=None, description=description)
+    metadata = [scalar_metadata.create_summary_metadata(display_name=None,
+                                                        description=description)
                 for _, description in tags]
     protos = []
     for _, loss, penalty, units in records:
@@ -138,52 +150,68 @@ def step_scalar_protos(records, names, threshold, described):
             if not described:
                 entry.metadata.CopyFrom(meta)
         described = True
-        protos.append(summary.SerializeToString())
+        protos.append(summary)
     return protos
 
 
 def kernel_image(kernel):
-    """|W| scaled to [0, 1] by its largest entry, as a [1, fan_in, fan_out, 1] image: one
+    """|W| scaled to [0, 255] by its largest entry, as a [fan_in, fan_out] uint8 image: one
     row per unit of the layer below, a removed unit a row of zeros (black)."""
-    import tensorflow as tf
-
-    magnitude = tf.abs(tf.convert_to_tensor(kernel))
-    magnitude = tf.where(tf.math.is_finite(magnitude), magnitude, 0.0)  # a diverged run
-    largest = tf.reduce_max(magnitude)
-    scaled = tf.math.divide_no_nan(magnitude, largest)
-    return scaled[tf.newaxis, :, :, tf.newaxis]
+    magnitude = np.abs(np.asarray(kernel, np.float64))
+    magnitude[~np.isfinite(magnitude)] = 0.0  # a diverged run
+    largest = magnitude.max() if magnitude.size else 0.0
+    scaled = magnitude / largest if largest > 0 else magnitude
+    return np.round(scaled * 255).astype(np.uint8)
 
 
-def write_kernel_pictures(kernels, names, step=None):
-    """group_norms/<layer> histograms and kernels/<layer> images (works in a tf.function).
+def image_summary(tag, image, description=None):
+    """A grey [height, width] uint8 image as TensorBoard's image summary (its v2 format: a
+    string tensor of width, height and the PNG)."""
 
-    The histogram is written directly in TensorBoard's format (one fixed-width bucketing op,
-    at most 10 buckets over [0, largest norm]): tf.summary.histogram's generic bucketing
-    costs several times more, and this runs about 20 times a run.
-    """
-    import tensorflow as tf
-    from tensorboard.plugins.histogram import metadata as histogram_metadata
 
+    png = io.BytesIO()
+    Image.fromarray(image, mode="L").save(png, format="PNG")
+    height, width = image.shape
+    tensor = TensorProto(dtype=DT_STRING, string_val=[str(width).encode(), str(height).encode(),
+                                                      png.getvalue()],
+                         tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=3)]))
+    return tensor_summary(tag, tensor, image_metadata.create_summary_metadata(
+        display_name=tag, description=description, converted_to_tensor=True))
+
+
+def histogram_summary(tag, values, buckets, description=None):
+    """The values' histogram in TensorBoard's format (a [buckets, 3] tensor of left edge,
+    right edge, count), `buckets` of equal width over [0, largest value]."""
+
+    top = max(float(values.max()) if values.size else 0.0, 1e-12)
+    counts, edges = np.histogram(values, bins=buckets, range=(0.0, top))
+    table = np.stack([edges[:-1], edges[1:], counts], axis=1).astype(np.float64)
+    tensor = TensorProto(dtype=DT_DOUBLE, double_val=table.ravel().tolist(),
+                         tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=buckets),
+                                                            TensorShapeProto.Dim(size=3)]))
+    return tensor_summary(tag, tensor, histogram_metadata.create_summary_metadata(
+        display_name=tag, description=description))
+
+
+def kernel_summaries(kernels, names):
+    """group_norms/<layer> histograms (at most 10 buckets over [0, largest row norm]) and
+    kernels/<layer> images of NumPy `kernels`."""
+    summaries = []
     for kernel, name in zip(kernels, names):
-        norms = tf.norm(tf.convert_to_tensor(kernel), axis=1)
-        norms = tf.where(tf.math.is_finite(norms), norms, 0.0)  # a diverged run: no NaN range
-        buckets = min(int(kernel.shape[0]), 10)
-        top = tf.maximum(tf.reduce_max(norms), 1e-12)
-        counts = tf.histogram_fixed_width(norms, tf.stack([0.0, top]), nbins=buckets)
-        edges = tf.linspace(0.0, top, buckets + 1)
-        tf.summary.write(f"group_norms/{name}",
-                         tf.stack([edges[:-1], edges[1:], tf.cast(counts, tf.float32)], axis=1),
-                         step=step, metadata=histogram_metadata.create_summary_metadata(
-                             display_name=f"group_norms/{name}",
-                             description="L2 norm of each unit's outgoing row"))
-        tf.summary.image(f"kernels/{name}", kernel_image(kernel), step=step,
-                         description="|W| / max |W|, one row per unit; black rows are removed")
+        kernel = np.asarray(kernel, np.float64)
+        norms = np.linalg.norm(kernel, axis=1)
+        norms[~np.isfinite(norms)] = 0.0  # a diverged run: no NaN range
+        summaries.append(histogram_summary(f"group_norms/{name}", norms,
+                                           min(kernel.shape[0], 10),
+                                           "L2 norm of each unit's outgoing row"))
+        summaries.append(image_summary(f"kernels/{name}", kernel_image(kernel),
+                                       "|W| / max |W|, one row per unit; black rows are removed"))
+    return summaries
 
 
-def write_final_metrics(writer, summary, step):
-    """The HParams metrics of the run, at its last step (and --cv's pooled path)."""
-    import tensorflow as tf
-
+def final_summaries(summary, step):
+    """The HParams metrics of the run at its last `step`, and --cv's pooled path by point
+    index beside path/val_*: (step, Summary proto) pairs."""
     metric = metric_name(summary["dataset"]["task"])
     values = {"final/data_loss": summary.get("final_loss")}
     if summary.get("units_after"):
@@ -195,13 +223,10 @@ def write_final_metrics(writer, summary, step):
         values["final/params_after"] = summary["pruned"]["params_after"]
     if summary.get("selected"):
         values[f"final/val_{metric}"] = summary["selected"][f"val_{metric}"]
-    with writer.as_default(step=step):
-        for tag, value in values.items():
-            if value is not None:
-                tf.summary.scalar(tag, value)
-    # --cv: the folds' pooled metric and mean units by point index, beside path/val_*.
+    pairs = [(step, scalar_summary(tag, value)) for tag, value in values.items()
+             if value is not None]
     for record in (summary.get("cv") or {}).get("records") or []:
-        with writer.as_default(step=record["index"]):
-            tf.summary.scalar(f"path/cv_val_{metric}", record["val_metric"])
-            tf.summary.scalar("path/cv_units", record["total_units"])
-    writer.flush()
+        pairs.append((record["index"], scalar_summary(f"path/cv_val_{metric}",
+                                                      record["val_metric"])))
+        pairs.append((record["index"], scalar_summary("path/cv_units", record["total_units"])))
+    return pairs

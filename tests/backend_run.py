@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from common.data import load_dataset
-from common.fitting import fit_in_chunks
+from common.batches import LOOP
+from common.fitting import IndexBatches, fit_in_chunks
 from common.model import build_model
 from common.monitor import UnitHistory
 from common.penalties import GroupSparse
@@ -24,10 +25,8 @@ EPOCHS, CHUNK = 100, 25  # full-batch epochs, epochs per graph call
 
 def train(model, data, epochs, optimizer=None):
     """Full-batch proximal training, per-epoch records as the Keras demo keeps them."""
-    import tensorflow as tf
-
     history = UnitHistory(model, data.task, 0.0, steps_per_epoch=1, capacity=CHUNK)
-    dataset = tf.data.Dataset.from_tensors((data.x_train, data.y_train)).repeat()
+    dataset = IndexBatches(data.x_train, data.y_train, None, seed=0, stream=(LOOP,))
     optimizer = optimizer or ProximalOptimizer(keras.optimizers.Adam(0.01))
     fit_in_chunks(model, dataset, epochs, 1, CHUNK,
                   dict(optimizer=optimizer, loss="mse", metrics=[history.recorder]),

@@ -82,15 +82,15 @@ def float64():
 
 def read_events(run_dir):
     """Every tensor summary of the run, by tag: [(step, value), ...] (text stays bytes)."""
-    import tensorflow as tf
     from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util.tensor_util import make_ndarray
 
     accumulator = event_accumulator.EventAccumulator(
         str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
     events = {}
     for tag in accumulator.Tags()["tensors"]:
-        values = [(event.step, tf.make_ndarray(event.tensor_proto).reshape(-1))
+        values = [(event.step, make_ndarray(event.tensor_proto).reshape(-1))
                   for event in accumulator.Tensors(tag)]
         if all(value.size == 1 for _, value in values):
             events[tag] = [(step, value[0]) for step, value in values]

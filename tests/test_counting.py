@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from common import GroupSparse, build_model, count_active_units
-import tensorflow as tf
-
-from common.batches import training_batches
+from common.batches import LOOP
+from common.fitting import IndexBatches
 from common.model import loss_name
 from common.monitor import UnitHistory
 from tests.helpers import steps_per_call
@@ -35,9 +34,8 @@ def test_counts_rows_whose_absolute_sum_exceeds_the_threshold():
 def test_history_has_one_point_per_epoch_matching_a_recount(boston):
     keras.utils.set_random_seed(0)
     model = build_model(boston, (8, 6), GroupSparse(group_strength=0.05))
-    batches = training_batches(tf.distribute.get_strategy(), boston.x_train, boston.y_train, 100,
-                               seed=0, with_rows=False)
-    batches, steps_per_epoch = batches.dataset, batches.steps_per_epoch  # 4 steps per epoch
+    batches = IndexBatches(boston.x_train, boston.y_train, 100, seed=0, stream=(LOOP,))
+    steps_per_epoch = batches.steps_per_epoch  # 4 steps per epoch
     history = UnitHistory(model, boston.task, 1e-3, steps_per_epoch, capacity=5 * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss_name(boston.task),
                   metrics=[history.recorder], steps_per_execution=steps_per_call(5 * steps_per_epoch))

@@ -8,7 +8,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -161,6 +160,8 @@ def test_inside_a_tensorflow_graph_the_step_is_fused_by_xla_and_unchanged(boston
     """In a tf.function (fit, the TF demo) each proximal step is one XLA-compiled call, and
     the weights it gives equal those of the same steps taken eagerly, the prox unfused:
     per-weight steps, per-row weights, the path's strength scale and the group MCP."""
+    import tensorflow as tf
+
     weights = [0.5 + 0.1 * row for row in range(boston.num_features)]
     x, y = boston.x_train[:64], boston.y_train[:64]
 
@@ -256,6 +257,7 @@ def check_exact_zeros(record, run_dir):
 
 @pytest.mark.tensorflow_only
 def test_tensorflow_demo_proximal_run(tmp_path):
+    import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     record = demo_tensorflow.main([*PROXIMAL_RUN, "--logdir", str(tmp_path)])

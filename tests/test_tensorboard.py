@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import demo_keras
 import demo_tensorflow
 from common.tensorboard import HPARAMS, PICTURES_PER_RUN, pictures_due
+from tests.helpers import run_script
 
 pytestmark = pytest.mark.slow  # two demo runs and a TensorBoard server
 EPOCHS = 150
@@ -33,10 +33,16 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    """The TF demo's run, and the Keras demo's on JAX as on a machine without TensorFlow
+    (its event file is written without TensorFlow on every backend), in one TensorBoard."""
     logdir = tmp_path_factory.mktemp("summaries")
-    summaries = {"tensorflow": demo_tensorflow.main(FLAGS + ["--logdir", str(logdir)]),
-                 "keras": demo_keras.main(FLAGS + ["--logdir", str(logdir)])}
-    runs = {demo: next(logdir.glob(f"*-{demo}")).name for demo in summaries}
+    summaries = {"tensorflow": demo_tensorflow.main(FLAGS + ["--logdir", str(logdir)])}
+    keras_run = run_script("tests/without_tensorflow.py", "demo_keras.py", *FLAGS, "--logdir",
+                           str(logdir), env={"KERAS_BACKEND": "jax"})
+    assert keras_run.returncode == 0, keras_run.stderr[-3000:]
+    assert "tensorflow modules imported: []" in keras_run.stdout
+    runs = {demo: next(logdir.glob(f"*-{demo}")).name for demo in ["tensorflow", "keras"]}
+    summaries["keras"] = json.loads((logdir / runs["keras"] / "run.json").read_text())
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",

@@ -1,0 +1,124 @@
+"""The TF demo's TensorBoard event file, written with tf.summary (tags: common.tensorboard).
+
+`StepBoard` writes every step's scalars from inside the demo's training graph; after each
+chunk of steps the evaluation and, about 20 times a run, the pictures; the steps of a path
+point trained by common/engine.py from their records; each kept path point as a run of its
+own. Everything but the in-graph scalars is built as Summary protos in Python and written
+raw.
+"""
+
+import shutil
+
+import keras
+import tensorflow as tf
+
+from common.counting import unit_names
+from common.data import metric_name
+from common.files import unless_disk_full
+from common.tensorboard import (describe, final_summaries, kernel_summaries, pictures_due,
+                                run_start_summaries, scalar_summary, step_scalar_protos,
+                                step_scalar_tags)
+
+
+def write_raw(writer, summaries):
+    """(step, Summary proto) pairs into a tf.summary writer, eagerly (a few per chunk)."""
+    with writer.as_default():
+        for step, summary in summaries:
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+
+
+class RecordWriter:
+    """The per-step scalars of many records at once: (step, loss, penalty, units per layer)
+    each. One graph call for them all (eager writes cost ~0.4 ms each), their protos built in
+    Python: a graph of tf.summary.scalar calls took 0.6 s to trace, more than all its calls
+    in a default run."""
+
+    def __init__(self, writer, names, threshold, described=False):
+        self.writer, self.names, self.threshold = writer, names, threshold
+        self._graph, self._described = None, described  # True: the tags have their text
+
+    def write(self, records):
+        protos = step_scalar_protos(records, self.names, self.threshold, self._described)
+        self._described = True
+        if self._graph is None:
+            @tf.function(reduce_retracing=True)
+            def graph(steps, protos):
+                with self.writer.as_default():
+                    for index in tf.range(tf.shape(steps)[0]):
+                        tf.summary.experimental.write_raw_pb(protos[index], step=steps[index])
+
+            self._graph = graph
+        self._graph(tf.constant([record[0] for record in records], tf.int64),
+                    tf.constant([proto.SerializeToString() for proto in protos]))
+
+
+class StepBoard:
+    """TF demo: the run's event file. `step` writes one step's scalars inside the training
+    graph; after each chunk of steps, `chunk` writes the evaluation and, about 20 times a
+    run, the pictures; `records` writes a path point's steps trained by common/engine.py."""
+
+    def __init__(self, run, kernels, total_steps):
+        config = run.config
+        self.kernels, self.names, self.threshold = kernels, unit_names(len(kernels)), config.threshold
+        self.split, self.total, self.pictures = run.split, total_steps, not config.no_pictures
+        self.run, self.metric = run, metric_name(run.data.task)
+        self.writer = (tf.summary.create_file_writer(str(run.run_dir)) if run.chief
+                       else tf.summary.create_noop_writer())
+        self._records = RecordWriter(self.writer, self.names, self.threshold, described=True)
+        write_raw(self.writer, [(0, summary) for summary in run_start_summaries(
+            config, run.run_dir.name, run.data.task, len(kernels))])
+
+    def step(self, step, loss, penalty, counts):
+        """One step's scalars (inside a tf.function). name_scope(None): the tags read
+        "neurons", not "while/neurons" (the training loop's scope)."""
+        values = [loss, penalty, tf.reduce_sum(counts)] + [counts[index]
+                                                           for index in range(len(self.names))]
+        with self.writer.as_default(step=step), tf.compat.v1.name_scope(None):
+            for (tag, description), value in zip(step_scalar_tags(self.names, self.threshold),
+                                                 values):
+                tf.summary.scalar(tag, value, description=description)
+
+    def chunk(self, done, end, metrics=None):
+        """After steps done+1 .. end: `metrics` of the evaluation, the pictures when due."""
+        description = describe(self.threshold)[self.split]
+        summaries = [scalar_summary(f"{self.split}/{name}", value, description)
+                     for name, value in (metrics or {}).items()]
+        if self.pictures and pictures_due(done, end, self.total):
+            summaries += kernel_summaries(
+                [keras.ops.convert_to_numpy(kernel) for kernel in self.kernels], self.names)
+        write_raw(self.writer, [(end, summary) for summary in summaries])
+
+    def records(self, first, records, every):
+        """Engine records (loss, penalty, units per layer) of steps first+1 ..., every
+        `every`-th step and the last (TensorBoard keeps 1000 values a chart)."""
+        self._records.write([(first + step, loss, penalty, units) for step, (loss, penalty, *units)
+                             in enumerate(records.tolist(), start=1)
+                             if step % every == 0 or step == len(records)])
+
+    def point(self, point):
+        """A kept path point: its own TensorBoard run `path-NN` (lambda as a hyperparameter;
+        the validation metric, units and parameters as its metrics), and `path/*` scalars
+        with the point's index as step in the main run."""
+        from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+
+        run_dir, metric = self.run.run_dir, self.metric
+        point_dir = run_dir / f"path-{point.index:02d}"
+        values = {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
+                  "path/params": point.params}
+        try:
+            point_writer = tf.summary.create_file_writer(str(point_dir))
+            write_raw(point_writer, [(self.run.done, summary) for summary in [
+                hparams_pb({"lambda": point.lam}, trial_id=f"{run_dir.name}/{point_dir.name}"),
+                *[scalar_summary(tag, value) for tag, value in values.items()]]])
+            point_writer.close()
+        except Exception:  # a full disk: no half-written point run is left behind
+            shutil.rmtree(point_dir, ignore_errors=True)
+            raise
+        write_raw(self.writer, [(point.index, scalar_summary(tag, value))
+                                for tag, value in {**values, "path/lambda": point.lam}.items()])
+
+    def close(self, summary, step):
+        with unless_disk_full():
+            self.writer.flush()
+            write_raw(self.writer, final_summaries(summary, step))
+            self.writer.close()
