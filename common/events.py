@@ -61,7 +61,9 @@ class EventWriter:
 
     def close(self, summary):
         with unless_disk_full():
-            self.write_new_records()  # what the last chunk left, e.g. after Ctrl-C
-            for step, proto in final_summaries(summary, self.epochs_written):
-                self.file.write(proto, step)
-            self.file.close()
+            try:
+                self.write_new_records()  # what the last chunk left, e.g. after Ctrl-C
+                for step, proto in final_summaries(summary, self.epochs_written):
+                    self.file.write(proto, step)
+            finally:
+                self.file.close()

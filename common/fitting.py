@@ -8,6 +8,7 @@ the epoch count factorizes.
 """
 
 import functools
+import threading
 import weakref
 
 import keras
@@ -55,6 +56,7 @@ class IndexBatches(keras.utils.PyDataset):
         self.dropped_rows = sum(size % replicas for size in sizes)
         self._epochs = {}  # the epochs drawn so far that may still be asked for
         self._rng, self._drawn = None, 0
+        self._lock = threading.Lock()  # on TensorFlow, fit asks from its input thread
 
     @property
     def num_batches(self):
@@ -62,13 +64,16 @@ class IndexBatches(keras.utils.PyDataset):
 
     def epoch(self, number):
         """The index arrays of data epoch `number` (0-based) of the stream."""
-        if number < self._drawn - len(self._epochs) or self._rng is None:
-            self._rng, self._drawn, self._epochs = batch_stream(self.seed, *self.stream), 0, {}
-        while self._drawn <= number:
-            self._epochs[self._drawn] = epoch_indices(len(self.x), self.batch_size, self._rng)
-            self._drawn += 1
-            self._epochs.pop(self._drawn - 4, None)  # a few epochs back, for prefetching
-        return self._epochs[number]
+        with self._lock:
+            if number < self._drawn - len(self._epochs) or self._rng is None:
+                self._rng, self._drawn = batch_stream(self.seed, *self.stream), 0
+                self._epochs = {}
+            while self._drawn <= number:
+                self._epochs[self._drawn] = epoch_indices(len(self.x), self.batch_size,
+                                                          self._rng)
+                self._drawn += 1
+                self._epochs.pop(self._drawn - 4, None)  # a few epochs back, for prefetching
+            return self._epochs[number]
 
     def __getitem__(self, index):
         if self.steps_per_epoch == 1 and self.replicas == 1:

@@ -170,13 +170,13 @@ def image_summary(tag, image, description=None):
 
 
     png = io.BytesIO()
-    Image.fromarray(image, mode="L").save(png, format="PNG")
+    Image.fromarray(image).save(png, format="PNG")  # uint8 [h, w]: grey
     height, width = image.shape
     tensor = TensorProto(dtype=DT_STRING, string_val=[str(width).encode(), str(height).encode(),
                                                       png.getvalue()],
                          tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=3)]))
     return tensor_summary(tag, tensor, image_metadata.create_summary_metadata(
-        display_name=tag, description=description, converted_to_tensor=True))
+        display_name=tag, description=description))
 
 
 def histogram_summary(tag, values, buckets, description=None):
