@@ -126,31 +126,19 @@ def epoch_batches(x, y, batch_size, seed, stream=(LOOP,)):
 class Batches:
     dataset: object  # endless; elements (x, y, global_rows), or (x, y) without with_rows
     steps_per_epoch: int  # global steps in one pass over the training rows
-    dropped_rows: int  # rows per epoch left out so that every piece is equally large
 
 
-def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=False):
-    """Each replica's piece of every global batch of (x, y), endlessly, as `Batches`.
-
-    `with_rows`: each element also carries the global batch's row count (int64). `even`:
-    a global batch whose rows do not split evenly over the replicas loses its last few
-    rows (fewer than the number of replicas), as Keras 3's fit needs
-    (keras-team/keras#19246); `dropped_rows` says how many per epoch.
-    """
+def training_batches(strategy, x, y, batch_size, seed, with_rows=True):
+    """The TF demo's batches: each replica's piece of every global batch of (x, y),
+    endlessly, as `Batches`. `with_rows`: each element also carries the global batch's row
+    count (int64)."""
     import tensorflow as tf
 
-    replicas = strategy.num_replicas_in_sync
-    num_rows = len(x)
-    batch = batch_rows(num_rows, batch_size)
-    steps = count_epoch_steps(num_rows, batch_size)
-    sizes = [batch] * (num_rows // batch) + ([num_rows % batch] if num_rows % batch else [])
-    dropped = sum(size % replicas for size in sizes) if even else 0
+    steps = count_epoch_steps(len(x), batch_size)
 
     def pieces_of(batches, replicas, first, local):
         def pieces(x, y):
             rows = tf.shape(x, out_type=tf.int64)[0]
-            if even:
-                rows = rows // replicas * replicas
 
             def piece(index):
                 replica = first + index
@@ -162,19 +150,9 @@ def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=Fals
 
         return batches.flat_map(pieces)
 
-    if replicas == 1:  # one device: every batch is one piece
+    if strategy.num_replicas_in_sync == 1:  # one device: every batch is one piece
         batches = pieces_of(epoch_batches(x, y, batch_size, seed), 1, 0, 1)
-        return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
-    if not isinstance(strategy, tf.distribute.Strategy):
-        # Keras' DataParallel (JAX) shards each whole global batch over the devices itself.
-        def trimmed(x_batch, y_batch):
-            rows = tf.shape(x_batch, out_type=tf.int64)[0]
-            rows = rows // replicas * replicas if even else rows
-            part = (x_batch[:rows], y_batch[:rows])
-            return part + (rows,) if with_rows else part
-
-        batches = epoch_batches(x, y, batch_size, seed).map(trimmed)
-        return Batches(batches.prefetch(tf.data.AUTOTUNE), steps, dropped)
+        return Batches(batches.prefetch(tf.data.AUTOTUNE), steps)
 
     def dataset_fn(context):
         local = context.num_replicas_in_sync // context.num_input_pipelines
@@ -182,4 +160,4 @@ def training_batches(strategy, x, y, batch_size, seed, with_rows=True, even=Fals
         return pieces_of(batches, context.num_replicas_in_sync,
                          context.input_pipeline_id * local, local).prefetch(tf.data.AUTOTUNE)
 
-    return Batches(strategy.distribute_datasets_from_function(dataset_fn), steps, dropped)
+    return Batches(strategy.distribute_datasets_from_function(dataset_fn), steps)
