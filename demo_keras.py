@@ -87,7 +87,7 @@ def train(config, data, on_progress=None):
         return history.diverged_at is not None
 
     def train_epochs(epochs):  # False when the loss diverged
-        fit_in_chunks(model, batches, epochs, per_epoch, chunk, compile_args,
+        fit_in_chunks(model, batches, epochs, chunk, compile_args,
                       one_step_per_call=replicas > 1 and keras.backend.backend() != "jax",
                       callbacks=[history, keras.callbacks.LambdaCallback(on_epoch_end=chunk_done),
                                  events.callback()])

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from tensorboard.compat.proto.event_pb2 import Event
-from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 _files = itertools.count()  # two files opened in one second get different names
@@ -38,8 +37,6 @@ class EventFile:
 
     def write(self, summary, step):
         """One `Summary` proto (common.tensorboard builds them) at training step `step`."""
-        if not isinstance(summary, Summary):  # TensorFlow's own class, where TensorBoard used it
-            summary = Summary.FromString(summary.SerializeToString())
         self._add(Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def _add(self, event):

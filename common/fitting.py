@@ -84,7 +84,7 @@ class IndexBatches(keras.utils.PyDataset):
         return self.x[rows], self.y[rows]
 
 
-def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
+def fit_in_chunks(model, batches, epochs, chunk, compile_args,
                   callbacks=(), one_step_per_call=False, validation=None):
     """Compile with `compile_args` and fit `epochs` data epochs of `batches` (IndexBatches),
     one fit() epoch per chunk of at most `chunk` data epochs.
@@ -96,7 +96,7 @@ def fit_in_chunks(model, batches, epochs, steps_per_epoch, chunk, compile_args,
     for size, count in ((chunk, full), (rest, 1)):
         if size == 0 or count == 0:
             continue
-        steps = size * steps_per_epoch
+        steps = size * batches.steps_per_epoch
         # PyTorch's fit runs one step per call (Keras refuses steps_per_execution > 1 there).
         per_call = 1 if one_step_per_call or keras.backend.backend() == "torch" else steps
         # Compiled once per chunk size: a later call (a path's next point) reuses the graph.
@@ -129,7 +129,7 @@ def finetune(model, task, x_train, y_train, epochs, batch_size, lr, seed, valida
             monitor="val_loss", patience=-(-patience // chunk), restore_best_weights=True))
     counter = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: trained.update(epochs=trained["epochs"] + chunk))
-    fit_in_chunks(model, batches, epochs, count_epoch_steps(len(x_train), batch_size), chunk,
+    fit_in_chunks(model, batches, epochs, chunk,
                   dict(optimizer=keras.optimizers.Adam(lr), loss=loss_name(task)),
                   callbacks=[*stopping, counter, *callbacks],
                   validation=validation if stopping else None)

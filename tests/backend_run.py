@@ -28,7 +28,7 @@ def train(model, data, epochs, optimizer=None):
     history = UnitHistory(model, data.task, 0.0, steps_per_epoch=1, capacity=CHUNK)
     dataset = IndexBatches(data.x_train, data.y_train, None, seed=0, stream=(LOOP,))
     optimizer = optimizer or ProximalOptimizer(keras.optimizers.Adam(0.01))
-    fit_in_chunks(model, dataset, epochs, 1, CHUNK,
+    fit_in_chunks(model, dataset, epochs, CHUNK,
                   dict(optimizer=optimizer, loss="mse", metrics=[history.recorder]),
                   callbacks=[history])
     return history.records

@@ -71,10 +71,10 @@ def test_fit_in_two_calls_goes_on_along_the_stream():
     batches = Logged(x, y, 64, seed=11, stream=(FINAL,))
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     batches.asked = []
-    fit_in_chunks(model, batches, 4, 3, 2, dict(optimizer="sgd", loss="mse"))
+    fit_in_chunks(model, batches, 4, 2, dict(optimizer="sgd", loss="mse"))
     assert set(range(12)) <= set(batches.asked)
     batches.asked = []
-    fit_in_chunks(model, batches, 2, 3, 2, dict(optimizer="sgd", loss="mse"))
+    fit_in_chunks(model, batches, 2, 2, dict(optimizer="sgd", loss="mse"))
     assert min(batches.asked) == 12 and set(range(12, 18)) <= set(batches.asked)
     assert batches.start == 18
 
