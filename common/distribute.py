@@ -84,13 +84,14 @@ class WorkersMissing(RuntimeError):
     """Some workers of TF_CONFIG did not answer in time; the message names them."""
 
 
-def meet_workers(timeout, poll=0.2):
+def meet_workers(timeout, poll=0.2, on_listening=None):
     """Wait until every other task of TF_CONFIG runs this function too, for `timeout` s.
 
     Each task listens on its own TF_CONFIG port and connects to every other task's; it
     leaves once it has reached every other task and been reached by each of them (so no
     task leaves while another still needs it), then frees its port for TensorFlow. It is
     plain Python: Ctrl-C and SIGTERM work, and the time limit ends it with WorkersMissing.
+    `on_listening(peers)` is called once this task listens ({name: address} of the others).
     """
     import socket
     import time
@@ -107,6 +108,8 @@ def meet_workers(timeout, poll=0.2):
         raise WorkersMissing(f"cannot listen on port {port} of TF_CONFIG ({error.strerror}); "
                              "is another program using it?") from None
     listener.settimeout(poll)
+    if on_listening is not None:
+        on_listening(peers)
     reached, heard = set(), set()
     deadline = time.monotonic() + timeout
     with listener:
@@ -148,9 +151,14 @@ def meet_workers_or_exit(timeout):
 
     from common.lifecycle import EXIT_CODES, stop_on_signals, stop_status
 
+    def say_waiting(peers):
+        names = ", ".join(f"{name} at {address}" for name, address in peers.items())
+        print(f"waiting up to {timeout:g} s (--connect-timeout) for {names}", file=sys.stderr,
+              flush=True)
+
     with stop_on_signals():
         try:
-            meet_workers(timeout)
+            meet_workers(timeout, on_listening=say_waiting)
         except WorkersMissing as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None

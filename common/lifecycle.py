@@ -3,8 +3,9 @@
     0 completed, 1 diverged or failed (a full disk, say), 2 bad input (one sentence, before
     training), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: timeout, Docker, Slurm)
 
-During training both signals raise `Stopped` in the main thread; the demo then writes
-everything it has. While it writes, further signals are noted and ignored, so no file is
+During training both signals stop the run at the end of the current chunk of steps
+(`Stopped` raised between chunks, never inside TensorFlow); the demo then writes everything
+it has. While it writes, further signals are noted and ignored, so no file is
 left half written. Nothing here imports TensorFlow.
 """
 
@@ -41,24 +42,34 @@ _ACTIVE = []
 
 
 @contextlib.contextmanager
-def stop_on_signals():
-    """SIGINT and SIGTERM raise Stopped while the body trains; call the yielded `shield()`
-    once training is over, after which signals only print a note until the block ends.
-    Call `raise_if_stopped()` between chunks of training: it raises Stopped again if the
-    first one was swallowed where it landed."""
+def stop_on_signals(at_once=True):
+    """SIGINT and SIGTERM stop what the body does; call the yielded `shield()` once training
+    is over, after which signals only print a note until the block ends.
+
+    With `at_once`, the signal raises Stopped where it lands (plain Python: a wait for other
+    workers). Without it, the signal is only noted and `raise_if_stopped()`, which training
+    calls between chunks of steps, raises Stopped there: an exception landing inside
+    TensorFlow's own Python code can crash the interpreter (a segmentation fault while it
+    creates an EagerTensor, in about 1 of 10 Ctrl-Cs early in the TF demo's training), and
+    a graph call cannot be cut short anyway. `raise_if_stopped()` also ends a run whose
+    Stopped was swallowed where it landed (a __del__, a callback whose errors are printed)."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None  # signal handlers belong to the main thread: leave them alone
         return
     state = {"stopped": None, "writing": False}
 
     def handler(number, frame):
-        if state["stopped"] or state["writing"]:
+        if state["writing"]:
             print("\nstill writing the results; they will be complete in a moment",
                   file=sys.stderr, flush=True)
             return
-        # A second signal must not break the writing that follows this one.
+        if state["stopped"]:  # a second signal must not break the ending of the first
+            print("\nstopping after this chunk of training; what was done is kept",
+                  file=sys.stderr, flush=True)
+            return
         state["stopped"] = "interrupted" if number == signal.SIGINT else "terminated"
-        raise Stopped(state["stopped"])
+        if at_once:
+            raise Stopped(state["stopped"])
 
     def shield():
         state["writing"] = True

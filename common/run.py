@@ -73,9 +73,10 @@ class Run:
 
     @contextlib.contextmanager
     def stopping(self):
-        """SIGINT and SIGTERM stop training inside this block; `train` ends by holding them
-        back, so that what `finish` writes is whole."""
-        with stop_on_signals() as shield:
+        """SIGINT and SIGTERM stop training inside this block, at the end of the chunk of
+        steps they land in; `train` ends by holding them back, so that what `finish` writes
+        is whole."""
+        with stop_on_signals(at_once=False) as shield:
             self._shield = shield
             yield self
 

@@ -100,3 +100,63 @@ def read_events(run_dir):
 def read_scalars(run_dir):
     return {tag: values for tag, values in read_events(run_dir).items()
             if not isinstance(values[0][1], bytes)}  # text summaries hold bytes
+
+
+class Watched:
+    """A demo started in a fresh process whose output lines are collected as they come, so a
+    test can wait for an event (a marker line) before it acts, never for a fixed time."""
+
+    def __init__(self, *args, cwd=ROOT, env=None):
+        import os
+        import threading
+
+        self.process = subprocess.Popen(
+            [sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, **(env or {})})
+        self.lines = {"stdout": [], "stderr": []}
+        self.changed = threading.Condition()
+        self.readers = [threading.Thread(target=self._read, args=(name,), daemon=True)
+                        for name in self.lines]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, name):
+        for line in getattr(self.process, name):
+            with self.changed:
+                self.lines[name].append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.lines[name].append(None)  # the end of the stream
+            self.changed.notify_all()
+
+    def wait_for(self, marker, stream="stderr", budget=600):
+        """Until a line of `stream` contains `marker`; fails if the process ends first. The
+        budget is only a backstop against a hung process, far above any normal wait."""
+        import time
+
+        deadline = time.monotonic() + budget
+        with self.changed:
+            while True:
+                lines = self.lines[stream]
+                if any(line is not None and marker in line for line in lines):
+                    return
+                if lines and lines[-1] is None:
+                    raise AssertionError(f"{marker!r} never came; stderr ends:\n"
+                                         f"{self.text('stderr')[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no {marker!r} within {budget} s")
+                self.changed.wait(timeout=1)
+
+    def text(self, stream):
+        return "".join(line for line in self.lines[stream] if line is not None)
+
+    def finish(self, budget=600):
+        """Wait for the process to end; returns (returncode, stdout, stderr)."""
+        try:
+            self.process.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for reader in self.readers:
+            reader.join()
+        return self.process.returncode, self.text("stdout"), self.text("stderr")

@@ -49,7 +49,7 @@ def served(tmp_path_factory):
          "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300  # a backstop: the loop ends when the runs are listed
     while time.monotonic() < deadline:
         time.sleep(1)
         try:
