@@ -32,6 +32,9 @@ class Dataset:
     target_max: float = 1.0
     x_val: np.ndarray | None = None  # the validation split, carved from the training rows
     y_val: np.ndarray | None = None  # (only when asked for: --path)
+    # The inputs' scaling, fitted on the training rows: scaled = (raw - center) / spread.
+    input_center: np.ndarray | None = None  # (num_features,) float64
+    input_spread: np.ndarray | None = None
 
     @property
     def num_features(self):
@@ -136,13 +139,16 @@ def _split_and_scale(name, x, y, names, task, seed, val_fraction=None):
     def inputs(rows):
         return None if rows is None else scaler.transform(rows).astype(np.float32)
 
+    # MinMaxScaler computes raw * scale_ + min_; as a Normalization layer's statistics:
+    scaling = dict(input_center=-scaler.min_ / scaler.scale_, input_spread=1.0 / scaler.scale_)
+
     if task == "classification":
         def targets(values):
             return None if values is None else values.astype(np.int32)
 
         return Dataset(name, task, inputs(x_train), inputs(x_test), targets(y_train),
                        targets(y_test), names, int(np.max(y)) + 1, x_val=inputs(x_val),
-                       y_val=targets(y_val))
+                       y_val=targets(y_val), **scaling)
     low, high = float(np.min(y_train)), float(np.max(y_train))
     span = high - low if high > low else 1.0
 
@@ -151,7 +157,7 @@ def _split_and_scale(name, x, y, names, task, seed, val_fraction=None):
 
     return Dataset(name, task, inputs(x_train), inputs(x_test), targets(y_train),
                    targets(y_test), names, None, low, low + span, x_val=inputs(x_val),
-                   y_val=targets(y_val))
+                   y_val=targets(y_val), **scaling)
 
 
 def _derived(seed, offset):

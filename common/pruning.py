@@ -5,6 +5,11 @@ inactive (sum |w| <= threshold) is deleted: its kernel row, and for a hidden uni
 kernel column and bias entry. A hidden unit left with no incoming weight outputs the
 constant activation(bias); that constant times its outgoing row is folded into the next
 bias. The result equals the thresholded original (inactive groups set to 0) on every input.
+
+Keras `Normalization` layers before the first Dense layer (the inputs' scaling) and after
+the last (the target's, `invert=True`) are carried through: the input one keeps the kept
+features' statistics. `with_scaling` adds them, so that a saved network takes raw feature
+values and predicts in the target's own units, with Keras' built-in layers only.
 """
 
 import dataclasses
@@ -36,16 +41,45 @@ class PruneReport:
 
 
 def _dense_chain(model):
-    dense = []
+    return _chain(model)[0]
+
+
+def _chain(model):
+    """(the Dense layers, the Normalization before them or None, the one after or None)."""
+    dense, before, after = [], None, None
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, keras.layers.Dense) and after is None:
             dense.append(layer)
+        elif isinstance(layer, keras.layers.Normalization) and not dense and before is None:
+            before = layer
+        elif isinstance(layer, keras.layers.Normalization) and dense and after is None:
+            after = layer
         elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout)):
-            raise ValueError(f"prune_model handles a chain of Dense layers; layer "
-                             f"{layer.name!r} is a {type(layer).__name__}")
+            raise ValueError(f"prune_model handles a chain of Dense layers (with a "
+                             f"Normalization before and after); layer {layer.name!r} is a "
+                             f"{type(layer).__name__} where it cannot be")
     if not dense:
         raise ValueError("prune_model found no Dense layer in the model")
-    return dense
+    return dense, before, after
+
+
+def _statistics(layer):
+    """A Normalization layer's (mean, variance) as float64 arrays."""
+    return tuple(np.asarray(keras.ops.convert_to_numpy(value), np.float64).reshape(-1)
+                 for value in (layer.mean, layer.variance))
+
+
+def with_scaling(model, input_center, input_spread, output_center=None, output_spread=None):
+    """The Dense chain `model` behind a Normalization layer taking raw inputs (scaled input =
+    (raw - input_center) / input_spread, per feature) and, given output_center, before one
+    giving outputs in raw units (raw = output * output_spread + output_center)."""
+    dense, _, _ = _chain(model)
+    kernels, biases = [np.array(keras.ops.convert_to_numpy(layer.kernel)) for layer in dense], \
+        _biases(dense)
+    scaling = [np.asarray(input_center, np.float64), np.square(np.asarray(input_spread,
+                                                                          np.float64))]
+    target = None if output_center is None else [output_center, float(output_spread) ** 2]
+    return _build_dense_chain(kernels[0].shape[0], kernels, biases, dense, scaling, target)
 
 
 def thresholded_kernels(model, threshold):
@@ -61,9 +95,11 @@ def thresholded_kernels(model, threshold):
 def thresholded_copy(model, threshold):
     """A plain copy of a Dense chain whose inactive groups are exactly 0 (the paper's
     post-processing: weights under the threshold are zeroed after training)."""
-    layers = _dense_chain(model)
+    layers, before, after = _chain(model)
     kernels = thresholded_kernels(model, threshold)
-    return _build_dense_chain(kernels[0].shape[0], kernels, _biases(layers), layers)
+    return _build_dense_chain(kernels[0].shape[0], kernels, _biases(layers), layers,
+                              None if before is None else _statistics(before),
+                              None if after is None else _statistics(after))
 
 
 def _biases(layers):
@@ -113,7 +149,7 @@ def prune_model(model, threshold=1e-3, feature_names=None, build=True):
     regularizer or other custom object, and predicts what the thresholded model predicts.
     `build=False` returns (None, the report) without building it (the path measures many).
     """
-    layers = _dense_chain(model)
+    layers, scaling_in, scaling_out = _chain(model)
     kernels = thresholded_kernels(model, threshold)
     biases = _biases(layers)
     activations = [layer.activation for layer in layers]
@@ -144,7 +180,12 @@ def prune_model(model, threshold=1e-3, feature_names=None, build=True):
                       "so that predict() has a column to read)")
         kernels, biases, layers = (
             [np.zeros((1, layers[-1].units), np.float32)], [biases[-1]], [layers[-1]])
-    pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers) if build else None
+    scaling = None
+    if scaling_in is not None:  # the kept features' own statistics
+        scaling = [statistic[kept_inputs] for statistic in _statistics(scaling_in)]
+    pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers, scaling,
+                                None if scaling_out is None else _statistics(scaling_out)
+                                ) if build else None
     after = [len(kept_inputs)] + [kernel.shape[1] for kernel in kernels]
     if after == before:
         notes.append("nothing to prune: every unit is active")
@@ -156,12 +197,23 @@ def prune_model(model, threshold=1e-3, feature_names=None, build=True):
     return pruned, report
 
 
-def _build_dense_chain(num_inputs, kernels, biases, template_layers):
-    """A plain Sequential of Dense layers with these weights and the templates' activations."""
+def _build_dense_chain(num_inputs, kernels, biases, template_layers, scaling_in=None,
+                       scaling_out=None):
+    """A plain Sequential of Dense layers with these weights and the templates' activations,
+    between Normalization layers with these (mean, variance), where given."""
     model = keras.Sequential([keras.Input(shape=(num_inputs,))], name="pruned_net")
+    if scaling_in is not None:
+        mean, variance = scaling_in
+        model.add(keras.layers.Normalization(mean=np.asarray(mean).tolist(),
+                                             variance=np.asarray(variance).tolist(),
+                                             name="raw_inputs"))
     for kernel, bias, template in zip(kernels, biases, template_layers):
         activation = template.get_config()["activation"]
         layer = keras.layers.Dense(kernel.shape[1], activation=activation, name=template.name)
         model.add(layer)
         layer.set_weights([kernel, bias])
+    if scaling_out is not None:
+        mean, variance = (float(np.asarray(value).reshape(-1)[0]) for value in scaling_out)
+        model.add(keras.layers.Normalization(mean=mean, variance=variance, invert=True,
+                                             name="target_units"))
     return model

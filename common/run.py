@@ -28,7 +28,7 @@ from common.files import is_disk_full_message, new_run_dir
 from common.fitting import finetune
 from common.lifecycle import raise_if_stopped, stop_on_signals, stop_status
 from common.model import build_model, evaluate, make_optimizer, make_regularizer
-from common.pruning import prune_model, thresholded_copy
+from common.pruning import prune_model, thresholded_copy, with_scaling
 from common.report import ProgressBar, print_config
 from common.stages import PathRun
 from common.summary import Outcome, finish_run
@@ -215,12 +215,18 @@ class Run:
                        # On the test inputs; 0 up to rounding when the dropped groups were 0.
                        "max_abs_difference_from_trained": float(difference)},
         }
-        models = [("pruned.keras", pruned)]
+        kept = report.kept_inputs
+        record["pruned"]["file_inputs"] = (f"raw values of {', '.join(report.kept_feature_names)}"
+                                           " (kept_feature_names), in that order")
+        record["pruned"]["file_outputs"] = (
+            f"probabilities of classes 0 to {data.num_classes - 1}"
+            if data.task == "classification" else "the target in its own units")
+        models = [("pruned.keras", in_raw_units(pruned, data, kept))]
         if self.finetuned is not None:
             tuned, epochs = self.finetuned
             record["pruned"]["finetuned_test"] = evaluate(tuned, data, x=x_test)
             record["pruned"]["finetuned_epochs"] = epochs
-            models.append(("pruned_finetuned.keras", tuned))
+            models.append(("pruned_finetuned.keras", in_raw_units(tuned, data, kept)))
         return record, models
 
     def finish(self, steps, files=(), extra=None, footer=(), final_loss=None):
@@ -241,6 +247,16 @@ class Run:
                    **self.chosen},
             footer=[*footer, ("view it with", f"tensorboard --logdir {self.config.logdir}")],
             chief=self.chief)
+
+
+def in_raw_units(model, data, kept):
+    """The network `model` (on the kept inputs, scaled) taking the kept features' raw values
+    and predicting the target in its own units (classes: probabilities), as saved."""
+    if data.input_center is None:
+        return model
+    target = (() if data.task == "classification"
+              else (data.target_min, data.target_max - data.target_min))
+    return with_scaling(model, data.input_center[kept], data.input_spread[kept], *target)
 
 
 def _wrapped_stop(error):

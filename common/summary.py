@@ -29,6 +29,11 @@ class Outcome:
     message: str | None = None  # why the run diverged or failed, one sentence
 
 
+# 2: pruned.keras takes raw feature values and predicts in the target's units (it took the
+# scaled ones); run.json's pruned.file_inputs and pruned.file_outputs say so.
+SCHEMA_VERSION = 2
+
+
 def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=(), extra=None,
                footer=(), chief=True):
     """Save and print; returns the summary that run.json holds.
@@ -41,6 +46,7 @@ def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=()
     chief (`chief=False`) removes its run folder at the end.
     """
     summary = {
+        "schema_version": SCHEMA_VERSION,  # common/README.md, "run.json", says what each field is
         "demo": demo, "backend": keras.backend.backend(), "status": outcome.status,
         "message": outcome.message,
         "config": dataclasses.asdict(config),

@@ -160,3 +160,11 @@ class Watched:
         for reader in self.readers:
             reader.join()
         return self.process.returncode, self.text("stdout"), self.text("stderr")
+
+
+def raw_inputs(data, x, kept):
+    """A split's scaled inputs `x` back in the CSV's units, the kept columns: what a saved
+    pruned.keras takes."""
+    import numpy as np
+
+    return (x * data.input_spread + data.input_center)[:, kept].astype(np.float32)

@@ -11,7 +11,7 @@ from common.config import parse_config
 from common.data import load_or_exit
 from common.penalties import GroupSparse, adaptive_weights, group_lasso
 from common.proximal import prox_group_sparse
-from tests.helpers import group_prox_reference
+from tests.helpers import group_prox_reference, raw_inputs
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend
 
@@ -189,12 +189,14 @@ def test_adaptive_path_then_fine_tuning_end_to_end(demo_name, tmp_path):
     (run_dir,) = tmp_path.iterdir()
     chosen = keras.saving.load_model(run_dir / "pruned.keras")
     tuned = keras.saving.load_model(run_dir / "pruned_finetuned.keras")
-    assert [layer.units for layer in tuned.layers] == [layer.units for layer in chosen.layers]
-    assert not np.allclose(tuned.layers[0].kernel, chosen.layers[0].kernel)
+    dense = [[layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+             for model in (chosen, tuned)]
+    assert [layer.units for layer in dense[1]] == [layer.units for layer in dense[0]]
+    assert not np.allclose(dense[1][0].kernel, dense[0][0].kernel)
     # The fine-tuned network's reported test metric is its own, recomputed here.
     data = load_or_exit(parse_config(["--path"]))  # the run's split: seed 0, --path
     kept = [data.feature_names.index(name) for name in summary["surviving_features"]]
-    predictions = data.inverse_transform_target(tuned.predict(data.x_test[:, kept], verbose=0))
+    predictions = tuned.predict(raw_inputs(data, data.x_test, kept), verbose=0)  # in $1000s
     truth = data.inverse_transform_target(data.y_test)
     rmse = float(np.sqrt(np.mean((np.asarray(predictions, np.float64) - truth) ** 2)))
     assert rmse == pytest.approx(pruned["finetuned_test"]["rmse"], rel=1e-4)

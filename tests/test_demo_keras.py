@@ -122,3 +122,46 @@ def test_diverging_run_saves_no_model_and_reports_it_consistently(tmp_path):
     (run_dir,) = logdir.iterdir()
     assert not (run_dir / "pruned.keras").exists()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "diverged"
+
+
+def test_the_pruned_file_predicts_from_raw_csv_rows_in_the_target_units(short_run):
+    """pruned.keras takes the kept features' raw values, as in the CSV, and predicts MEDV in
+    $1000s: checked against NumPy (the split by scikit-learn, the scaling from the raw
+    training rows, the forward pass through the file's Dense weights) and the run's RMSE.
+    It loads in a process that never imports this repository, with safe_mode on."""
+    from sklearn.model_selection import train_test_split
+
+    from tests.helpers import ROOT, run_script
+
+    logdir, summary, _ = short_run
+    (run_dir,) = logdir.iterdir()
+    table = np.genfromtxt(ROOT / "common" / "boston_house_prices.csv", delimiter=",",
+                          skip_header=1, names=True)  # line 1: the row and column counts
+    names = list(table.dtype.names)
+    raw = np.stack([table[name] for name in names], axis=1)
+    x, y = raw[:, :-1], raw[:, -1]
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
+    kept = summary["pruned"]["kept_inputs"]
+    assert [names[index] for index in kept] == summary["pruned"]["kept_feature_names"]
+    low, high = x_train.min(axis=0)[kept], x_train.max(axis=0)[kept]
+    hidden = 2 * (x_test[:, kept] - low) / (high - low) - 1  # [-1, 1], as the original
+    loaded = keras.saving.load_model(run_dir / "pruned.keras", safe_mode=True)
+    dense = [layer for layer in loaded.layers if isinstance(layer, keras.layers.Dense)]
+    for index, layer in enumerate(dense):
+        kernel, bias = (np.asarray(value, np.float64) for value in layer.get_weights())
+        hidden = hidden @ kernel + bias
+        if index < len(dense) - 1:
+            hidden = np.maximum(hidden, 0)
+    expected = hidden[:, 0] * (y_train.max() - y_train.min()) + y_train.min()
+    predicted = loaded.predict(x_test[:, kept].astype(np.float32), verbose=0)[:, 0]
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-3)
+    rmse = float(np.sqrt(np.mean((predicted - y_test) ** 2)))
+    assert rmse == pytest.approx(summary["pruned"]["test"]["rmse"], rel=1e-4)
+    np.save(run_dir.parent / "rows.npy", x_test[:3, kept])
+    check = ("import sys, numpy as np, keras\n"
+             f"m = keras.saving.load_model(r'{run_dir / 'pruned.keras'}', safe_mode=True)\n"
+             f"print(m.predict(np.load(r'{run_dir.parent / 'rows.npy'}'), verbose=0)[:, 0]"
+             ".tolist(), 'common' in sys.modules)\n")
+    result = run_script("-c", check, cwd=run_dir.parent)
+    assert result.stdout.split()[-1] == "False", result.stderr[-2000:]
+    assert np.allclose(json.loads(result.stdout.rsplit(" ", 1)[0]), predicted[:3], rtol=1e-5)

@@ -14,7 +14,7 @@ from common.config import parse_config
 from common.data import DataError, Dataset, load_dataset
 from common.model import build_model, make_optimizer, make_regularizer, metric_and_standard_error
 from common.path import attach_scale, lambda_grid, select_point, set_scale
-from tests.helpers import full_batch_fit, read_scalars
+from tests.helpers import full_batch_fit, raw_inputs, read_scalars
 
 
 def record(index, lam, units, metric, se):
@@ -287,8 +287,9 @@ def test_tensorflow_demo_path_end_to_end(tmp_path):
     pruned = keras.saving.load_model(run_dir / "pruned.keras")
     data = load_dataset("boston", seed=0, val_fraction=0.2)
     kept = summary["pruned"]["kept_inputs"]
-    metric, _ = metric_and_standard_error(data, data.y_val, pruned.predict(data.x_val[:, kept],
-                                                                           verbose=0))
+    predictions = pruned.predict(raw_inputs(data, data.x_val, kept), verbose=0)  # in $1000s
+    scaled = (predictions - data.target_min) / (data.target_max - data.target_min)
+    metric, _ = metric_and_standard_error(data, data.y_val, scaled)
     assert metric == pytest.approx(chosen["val_metric"], rel=1e-5)
 
 

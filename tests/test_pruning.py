@@ -133,3 +133,35 @@ def test_pruned_model_loads_with_plain_keras_and_has_no_regularizer(tmp_path):
              "assert 'common' not in sys.modules\nprint('ok')\n")
     result = run_script("-c", check, cwd=tmp_path)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_scaling_layers_are_carried_through_and_the_inputs_keep_their_statistics(tmp_path):
+    """A saved network that takes raw values (Normalization before the Dense chain) and
+    predicts in raw units (an inverted Normalization after it) prunes to one that still
+    does: the input layer keeps the kept features' means and variances. NumPy is the oracle."""
+    from common.pruning import with_scaling
+
+    rng = np.random.default_rng(11)
+    first = rng.normal(size=(6, 5)).astype(np.float32)
+    first[[1, 4]] = 0.0  # features 1 and 4 are switched off
+    weights = [first, rng.normal(size=5).astype(np.float32),
+               rng.normal(size=(5, 1)).astype(np.float32), np.float32([0.3])]
+    center, spread = rng.normal(size=6) * 50, rng.uniform(1, 30, size=6)
+    model = with_scaling(dense_model([6, 5, 1], ["relu", None], weights), center, spread,
+                         22.5, 45.0)
+    pruned, report = prune_model(model)
+    assert report.kept_inputs == [0, 2, 3, 5]
+    assert [type(layer).__name__ for layer in pruned.layers] == [
+        "Normalization", "Dense", "Dense", "Normalization"]
+    pruned.save(tmp_path / "pruned.keras")
+    loaded = keras.saving.load_model(tmp_path / "pruned.keras", safe_mode=True)
+    raw = rng.normal(size=(50, 6)) * spread * 2 + center
+    hidden = np.maximum((raw - center) / spread @ first.astype(np.float64) + weights[1], 0)
+    expected = (hidden @ weights[2].astype(np.float64) + weights[3]) * 45.0 + 22.5
+    got = loaded.predict(raw[:, report.kept_inputs].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="'misplaced' is a Normalization where it cannot be"):
+        prune_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(3),
+                                      keras.layers.Normalization(mean=0.0, variance=1.0),
+                                      keras.layers.Normalization(mean=0.0, variance=1.0,
+                                                                 name="misplaced")]))

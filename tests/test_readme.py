@@ -80,6 +80,28 @@ def test_the_example_table_has_the_rows_a_run_prints(tmp_path, capsys):
             assert re.search(r"\d+(-\d+)+ → \d+(-\d+)+|\d+ → \d+", line), line
 
 
+@pytest.mark.slow
+def test_every_run_json_field_is_documented_and_every_documented_one_is_written(tmp_path):
+    import json
+
+    import demo_keras
+
+    table = re.search(r"## run.json, field by field.*?\n\n(\|.*?)\n\n", text("common/README.md"),
+                      flags=re.S).group(1)
+    documented = set()
+    for row in table.splitlines()[2:]:
+        documented |= set(re.findall(r"`(\w+)`", row.split("|")[1]))
+    seen = set()
+    for flags in [[], ["--path", "--adaptive", "--group", "1e-3", "2e-3", "3e-3", "--path-points",
+                       "3", "--path-epochs", "10", "--cv", "2", "--finetune", "20"]]:
+        logdir = tmp_path / str(len(flags))
+        summary = demo_keras.main(["--epochs", "20", "--no-show", "--logdir", str(logdir), *flags])
+        (run_dir,) = logdir.iterdir()
+        assert json.loads((run_dir / "run.json").read_text())["schema_version"] == 2
+        seen |= set(summary)
+    assert seen == documented
+
+
 def test_local_links_exist():
     for name in ["README.md", "common/README.md", "benchmarks/README.md"]:
         folder = (ROOT / name).parent
