@@ -16,7 +16,7 @@ from common.counting import unit_names
 from common.data import metric_name
 from common.files import unless_disk_full
 from common.tensorboard import (describe, final_summaries, kernel_summaries, pictures_due,
-                                run_start_summaries, scalar_summary, step_scalar_protos,
+                                point_hparams, run_start_summaries, scalar_summary, step_scalar_protos,
                                 step_scalar_tags)
 
 
@@ -96,9 +96,10 @@ class StepBoard:
                              if step % every == 0 or step == len(records)])
 
     def point(self, point):
-        """A kept path point: its own TensorBoard run `path-NN` (lambda as a hyperparameter;
-        the validation metric, units and parameters as its metrics), and `path/*` scalars
-        with the point's index as step in the main run."""
+        """A kept path point: its own TensorBoard run `path-NN` (lambda and the backend as
+        hyperparameters; the validation metric, units and parameters as its metrics), and
+        `path/*` scalars in the main run; every path/* value has the point's index as step,
+        so a chart has one axis."""
         from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 
         run_dir, metric = self.run.run_dir, self.metric
@@ -107,8 +108,8 @@ class StepBoard:
                   "path/params": point.params}
         try:
             point_writer = tf.summary.create_file_writer(str(point_dir))
-            write_raw(point_writer, [(self.run.done, summary) for summary in [
-                hparams_pb({"lambda": point.lam}, trial_id=f"{run_dir.name}/{point_dir.name}"),
+            write_raw(point_writer, [(point.index, summary) for summary in [
+                hparams_pb(point_hparams(point.lam), trial_id=f"{run_dir.name}/{point_dir.name}"),
                 *[scalar_summary(tag, value) for tag, value in values.items()]]])
             point_writer.close()
         except Exception:  # a full disk: no half-written point run is left behind

@@ -30,6 +30,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 
+from common.backend import keras_backend_name
 from common.counting import unit_names
 from common.data import metric_name
 
@@ -67,23 +68,33 @@ def describe(threshold):
 
 
 def final_metrics(task, path):
-    """The HParams metrics: (tag, description)."""
+    """The HParams metrics: (tag, description). A path's points (the `path-NN` runs) carry
+    the `path/*` ones."""
     metric = metric_name(task)
     metrics = [(f"final/test_{metric}", f"test {metric} of the trained network"),
                ("final/active_units", "active units after training, inputs included"),
                ("final/params_after", "parameters of the pruned network"),
                ("final/data_loss", "the last training data loss")]
     if path:
-        metrics.append((f"final/val_{metric}", f"validation {metric} of the chosen point"))
+        metrics += [(f"final/val_{metric}", f"validation {metric} of the chosen point"),
+                     (f"path/val_{metric}", f"validation {metric} of a path point"),
+                     ("path/units", "active units of a path point, inputs included"),
+                     ("path/params", "parameters of a path point's pruned network")]
     return metrics
 
 
 def hparam_values(config):
-    values = {}
+    """The run's hyperparameters for its HParams trial, the Keras backend among them."""
+    values = {"backend": keras_backend_name()}
     for key in HPARAMS:
         value = getattr(config, key)
         values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
     return values
+
+
+def point_hparams(lam):
+    """A path point's HParams trial values: its lambda and the backend."""
+    return {"lambda": lam, "backend": keras_backend_name()}
 
 
 def run_start_summaries(config, run_name, task, num_kernels):
@@ -99,7 +110,8 @@ def run_start_summaries(config, run_name, task, num_kernels):
                              tag=[r"^neurons$", *[rf"^units/{name}$" for name in names]]))])])
     return [text_pb("config", "| setting | value |\n|---|---|\n" + rows),
             hparams_summary.hparams_config_pb(
-                hparams=[hparams_summary.HParam(key) for key in HPARAMS],
+                hparams=[hparams_summary.HParam(key) for key in
+                         ("backend", *HPARAMS, *(("lambda",) if config.path else ()))],
                 metrics=[hparams_summary.Metric(tag, description=text)
                          for tag, text in final_metrics(task, config.path)]),
             hparams_summary.hparams_pb(hparam_values(config), trial_id=run_name),

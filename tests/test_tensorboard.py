@@ -1,6 +1,7 @@
 """A real TensorBoard reads both demos' runs: scalars, one HParams trial per run with its
 metrics, group-norm histograms and kernel images (a removed unit is a blank row)."""
 
+import contextlib
 import io
 import json
 import socket
@@ -43,6 +44,13 @@ def served(tmp_path_factory):
     assert "tensorflow modules imported: []" in keras_run.stdout
     runs = {demo: next(logdir.glob(f"*-{demo}")).name for demo in ["tensorflow", "keras"]}
     summaries["keras"] = json.loads((logdir / runs["keras"] / "run.json").read_text())
+    with tensorboard(logdir, runs.values()) as base:
+        yield base, runs, summaries
+
+
+@contextlib.contextmanager
+def tensorboard(logdir, runs):
+    """A real TensorBoard on `logdir`, once it lists every run of `runs`: its address."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
@@ -53,13 +61,27 @@ def served(tmp_path_factory):
     while time.monotonic() < deadline:
         time.sleep(1)
         try:
-            if set(runs.values()) <= set(get(base, "/data/runs")):
+            if set(runs) <= set(get(base, "/data/runs")):
                 break
         except OSError:
             continue  # not listening yet
-    yield base, runs, summaries
-    server.terminate()
-    server.wait(timeout=30)
+    try:
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served_path(tmp_path_factory):
+    """A TF demo --path run: each kept point is its own run and HParams trial."""
+    logdir = tmp_path_factory.mktemp("path_summaries")
+    summary = demo_tensorflow.main(["--path", "--epochs", "60", "--path-points", "3",
+                                    "--path-epochs", "10", "--logdir", str(logdir)])
+    (run_dir,) = logdir.iterdir()
+    names = [f"{run_dir.name}/path-{point['index']:02d}" for point in summary["path"]]
+    with tensorboard(logdir, [run_dir.name, *names]) as base:
+        yield base, run_dir.name, summary
 
 
 def get(base, path, **query):
@@ -103,7 +125,7 @@ def test_both_demos_have_the_same_unit_charts(served):
 def test_every_run_is_its_own_hparams_trial_with_metrics(served):
     base, runs, summaries = served
     experiment = post(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
-    assert {info["name"] for info in experiment["hparamInfos"]} == set(HPARAMS)
+    assert {info["name"] for info in experiment["hparamInfos"]} == {"backend", *HPARAMS}
     assert "logdir" not in {info["name"] for info in experiment["hparamInfos"]}
     groups = post(base, "/data/plugin/hparams/session_groups", {
         "experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 100,
@@ -116,10 +138,40 @@ def test_every_run_is_its_own_hparams_trial_with_metrics(served):
         metrics = {value["name"]["tag"]: value["value"]
                    for value in group["sessions"][0]["metricValues"]}
         summary = summaries[demo]
+        # The Keras run was on JAX: the backend tells the two trials apart.
+        assert group["hparams"]["backend"] == ("jax" if demo == "keras" else "tensorflow")
         assert metrics["final/test_rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-6)
         assert metrics["final/params_after"] == summary["pruned"]["params_after"]
         assert metrics["final/active_units"] == (summary["units_after"]["inputs"]
                                                  + sum(summary["units_after"]["hidden"]))
+
+
+def test_path_points_are_trials_with_their_lambda_and_metrics_on_one_step_axis(served_path):
+    base, run, summary = served_path
+    experiment = post(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert {"lambda", "backend"} <= {info["name"] for info in experiment["hparamInfos"]}
+    declared = {info["name"]["tag"] for info in experiment["metricInfos"]}
+    assert {"path/val_rmse", "path/units", "path/params", "final/val_rmse"} <= declared
+    groups = post(base, "/data/plugin/hparams/session_groups", {
+        "experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 100,
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                            "STATUS_RUNNING"]})
+    trials = {group["name"]: group for group in groups["sessionGroups"]}
+    for point in summary["path"]:
+        name = f"{run}/path-{point['index']:02d}"
+        trial = trials[name]
+        assert trial["hparams"]["lambda"] == pytest.approx(point["lambda"], rel=1e-6)
+        assert trial["hparams"]["backend"] == "tensorflow"
+        metrics = {value["name"]["tag"]: value["value"]
+                   for value in trial["sessions"][0]["metricValues"]}
+        assert metrics["path/units"] == point["total_units"]
+        assert metrics["path/val_rmse"] == pytest.approx(point["val_metric"], rel=1e-6)
+        # The point's own run writes its path/* at the point's index, as the main run does.
+        (entry,) = get(base, "/data/plugin/scalars/scalars", run=name, tag="path/units")
+        assert entry[1] == point["index"]
+    steps = [step for _, step, _ in get(base, "/data/plugin/scalars/scalars", run=run,
+                                         tag="path/units")]
+    assert steps == [point["index"] for point in summary["path"]]
 
 
 def test_group_norms_and_kernel_images_with_blank_rows_for_removed_units(served):
