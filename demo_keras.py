@@ -106,7 +106,6 @@ def train(config, data, on_progress=None):
         summary = run.finish(len(records["epoch"]) * per_epoch,
                              files=outputs(run, records, compile_args["loss"]),
                              extra={"history_png": str(run.run_dir / "history.png")},
-                             footer=[("picture", str(run.run_dir / "history.png"))],
                              final_loss=records["loss"][-1] if records["loss"] else None)
         events.close(summary)
     show_if_possible(config)
@@ -121,10 +120,9 @@ def outputs(run, records, loss):
     from common.pictures import plot_kernels
 
     config, data, model, status = run.config, run.data, run.model, run.outcome.status
-    files = [(run.run_dir / "history.png", lambda file: plot_history(
-                 records, data, config, file, status, run.split)),
+    files = [(run.run_dir / "history.png", lambda file: history_picture(run, records, file)),
              (run.run_dir / "history.csv", lambda file: write_history_csv(records, file, run.split))]
-    files += path_files(run.chosen, run.run_dir, metric_name(data.task), config)
+    files += path_files(run.chosen, run.run_dir, metric_name(data.task), config, data.task)
     if status != "diverged":  # the weights as heatmaps, removed rows marked
         files.append((run.run_dir / "kernels.png", lambda file: plot_kernels(
             model, data.feature_names, config.threshold, file, f"{data.name}: |W| at the end")))
@@ -158,45 +156,28 @@ def write_history_csv(records, path, split="test"):
                                for name in test_names]])
 
 
-def plot_history(records, data, config, path, status, split="test"):
-    """Data loss, penalty and active units against the epoch, in one PNG."""
-    import matplotlib
+def history_picture(run, records, path):
+    """history.png: the title says what was trained (a path: its points and the choice)."""
+    from common.pictures import plot_history
 
-    if not can_show(config):
-        matplotlib.use("Agg")  # no window: render to the file only
-    import matplotlib.pyplot as plt
-
-    figure, (loss_axis, penalty_axis, units_axis) = plt.subplots(
-        3, 1, sharex=True, figsize=(8, 9), constrained_layout=True)
-    epochs = records["epoch"]
-    loss_axis.plot(epochs, records["loss"], label="train")
-    loss_axis.plot(records["test_epoch"], [test["loss"] for test in records["test"]],
-                   label=split, marker=".", linestyle="none")
-    loss_axis.set_yscale("log")
-    loss_axis.set_ylabel("data loss (no penalty)")
-    loss_axis.legend()
-    penalty_axis.plot(epochs, records["penalty"], color="tab:red")
-    penalty_axis.set_ylabel("penalty")
-    from common.counting import unit_names
-
-    units = list(zip(*records["units"])) if records["units"] else []
-    for name, counts in zip(unit_names(len(units)), units):
-        units_axis.plot(epochs, counts, label=name)
-    if units:  # none when the very first epoch diverged
-        units_axis.plot(epochs, [sum(row) for row in records["units"]], color="black",
-                        label="total (neurons)")
-        units_axis.legend(loc="upper right")
-    units_axis.set_ylabel("active units")
-    units_axis.set_xlabel("epoch")
-    hidden = "-".join(map(str, config.hidden))
-    group = " ".join(f"{value:g}" for value in config.group_layers or [config.group_strength])
-    l1 = " ".join(f"{value:g}" for value in config.l1_layers or [config.l1])
-    figure.suptitle(f"{data.name}: {data.num_features}-{hidden}-{data.num_outputs}, "
-                    f"group {group}, l1 {l1}, l2 {config.l2:g}, "
-                    f"lr {config.lr:g}, {status}")
-    figure.savefig(path, dpi=100)
-    if not can_show(config):
-        plt.close(figure)
+    config, data = run.config, run.data
+    shape = f"{data.num_features}-{'-'.join(map(str, config.hidden))}-{data.num_outputs}"
+    selected = (run.chosen or {}).get("selected")
+    if config.path:
+        lambdas = {record["index"]: record["lambda"] for record in run.chosen.get("path", [])}
+        points = [(index, lambdas.get(index, 0.0), end) for index, end in run.point_ends]
+        what = f"lambda path of {len(points)} points"
+        if selected is not None:
+            what += f", chosen lambda {selected['lambda']:.3g} ({selected['rule']} rule)"
+    else:
+        points = []
+        what = "group " + " ".join(f"{value:g}" for value in config.group_layers
+                                   or [config.group_strength]) + ","
+        what += " l1 " + " ".join(f"{value:g}" for value in config.l1_layers or [config.l1])
+        what += f", l2 {config.l2:g}"
+    plot_history(records, f"{data.name}: {shape}, {what}, lr {config.lr:g}, "
+                 f"{run.outcome.status}", path, run.split, points,
+                 None if selected is None else selected["index"], keep_open=can_show(config))
 
 
 def can_show(config):

@@ -14,6 +14,9 @@ import os
 import signal
 import sys
 import threading
+import time
+
+SCRIPT_STARTED = None  # time.perf_counter() when run_as_script started the demo
 
 EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": 130, "terminated": 143}
 
@@ -131,9 +134,13 @@ def survive_closed_pipes():
 def run_as_script(main):
     """A demo's `main()` as a command: its exit code, every output proof against a closed
     pipe, and a Ctrl-C before training started (the imports, say) one line and exit 130."""
+    global SCRIPT_STARTED
+    SCRIPT_STARTED = time.perf_counter()  # the start-up (imports, data) is timed from here
     survive_closed_pipes()  # `| head` must not lose the run
     try:
         return exit_code(main())
     except KeyboardInterrupt:
         print("\ninterrupted before training started: nothing was trained", file=sys.stderr)
         return EXIT_CODES["interrupted"]
+    finally:
+        SCRIPT_STARTED = None

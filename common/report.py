@@ -13,6 +13,8 @@ def print_config(config, demo):
     if not config.path:
         hidden |= {"path_points", "path_lambdas", "path_epochs", "select",
                    "max_units"}
+    else:  # the path chooses lambda (--group's values, if given, set only the layers' ratios)
+        hidden.add("group_strength")
     if not config.uses_validation:
         hidden.add("val_fraction")
     if config.strategy != "multiworker":
@@ -50,7 +52,13 @@ class ProgressBar:
         self.stream.write(("\r" + line) if self.interactive else line + "\n")
         self.stream.flush()
 
-    def close(self):
+    def close(self, done=None, why=None):
+        """End the bar; a run that ended at `done`, before the total (a path's stop rule, a
+        signal), gets a last line there saying `why`."""
+        if done is not None and done < self.total:
+            self.total = done  # the bar is full where the run ended
+            self._last_draw = self._last_tenth = -1  # drawn whatever was drawn last
+            self.update(done, ended=why or "early")
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()
@@ -95,7 +103,13 @@ def print_report(summary, run_dir, footer=()):
             rows.append(("  pruned + finetuned", value(pruned["finetuned_test"])))
     rows += [("ms per step", "n/a" if summary["ms_per_step"] is None
               else f"{summary['ms_per_step']:.3f}"),
-             ("wall time", f"{summary['wall_seconds']:.1f} s"), ("run folder", str(run_dir))]
+             ("wall time", f"{summary['wall_seconds']:.1f} s" + (
+                 "" if summary.get("startup_seconds") is None else
+                 f" (+ {summary['startup_seconds']:.1f} s start-up: imports, data)")),
+             ("run folder", str(run_dir))]
+    pictures = [name for name in summary.get("files", []) if name.endswith(".png")]
+    if pictures:
+        rows.append(("pictures", ", ".join(pictures)))
     if summary.get("not_written"):
         rows.append(("not written", ", ".join(summary["not_written"])))
     notes = pruned.get("notes", []) + summary.get("notes", [])

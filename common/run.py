@@ -56,12 +56,13 @@ class Run:
             self.optimizer = make_optimizer(config, self.regularizer)
             self.optimizer.build(self.model.trainable_variables)  # before a graph is traced
         self.outcome = Outcome("completed", 0, count_active_units(self.model, config.threshold),
-                               started)
+                               started, startup_seconds(started))
         self.path = PathRun(config, data, self.model, self.optimizer)  # lambda 0 until it starts
         # Evaluated during training: the validation split with --path (the test split is read
         # once, after the choice), else the test split.
         self.split = "val" if config.path else "test"
         self.done, self.chosen, self.finetuned = 0, None, None
+        self.point_ends = []  # (index, done) of each kept path point, in the demo's unit
         self.engine_steps = 0  # the path's steps, trained by common/engine.py
         self._timing = [0.0, 0]  # seconds and steps, the chunks that traced left out
         self._shield = self.progress = None
@@ -88,13 +89,18 @@ class Run:
         kept path point, `on_penalty_change()` when the penalty's constants changed."""
         self.progress = ProgressBar((self.config.epochs + self.path.total_epochs) * per_epoch)
 
+        def point_kept(point):  # where each point's training ended, for the pictures
+            self.point_ends.append((point.index, self.done))
+            if on_point is not None:
+                on_point(point)
+
         def penalty_changed():  # the next chunk traces the step again: not timed
             self._retraced = True
             if on_penalty_change is not None:
                 on_penalty_change()
 
         try:
-            if self.path.train(train_epochs, show, on_point, penalty_changed,
+            if self.path.train(train_epochs, show, point_kept, penalty_changed,
                                on_chunk=raise_if_stopped):
                 self.chosen = self.path.finish()  # the model now holds the chosen weights
                 if self.config.finetune:
@@ -113,7 +119,8 @@ class Run:
             self._stopped(stop)
         finally:
             self._shield()  # from here on, signals wait until the files are written
-        self.progress.close()
+        self.progress.close(self.done, self.path.ended if self.config.path else
+                            self.outcome.status)
         if self.chosen is None:
             self.chosen = self.path.finish()
 
@@ -247,6 +254,14 @@ class Run:
                    **self.chosen},
             footer=[*footer, ("view it with", f"tensorboard --logdir {self.config.logdir}")],
             chief=self.chief)
+
+
+def startup_seconds(now):
+    """Seconds from the script's start (run_as_script) to `now`: the imports and the data;
+    None when the demo was not started as a script."""
+    from common import lifecycle
+
+    return None if lifecycle.SCRIPT_STARTED is None else now - lifecycle.SCRIPT_STARTED
 
 
 def in_raw_units(model, data, kept):

@@ -16,8 +16,8 @@ from common.counting import unit_names
 from common.data import metric_name
 from common.files import unless_disk_full
 from common.tensorboard import (describe, final_summaries, kernel_summaries, pictures_due,
-                                point_hparams, run_start_summaries, scalar_summary, step_scalar_protos,
-                                step_scalar_tags)
+                                point_hparams, run_start_summaries, scalar_summary,
+                                step_scalar_protos, step_scalar_tags)
 
 
 def write_raw(writer, summaries):

@@ -24,6 +24,7 @@ class Outcome:
     steps: int  # optimizer steps taken
     units_before: object  # UnitCounts of the model before training
     wall_started: float  # time.perf_counter() at the start of the run
+    startup_seconds: float | None = None  # the script's start-up before it (None: no script)
     ms_per_step: float | None = None  # training time per step, the first (tracing) call excluded
     final_loss: float | None = None  # the last data loss (None when it was not finite)
     message: str | None = None  # why the run diverged or failed, one sentence
@@ -77,6 +78,7 @@ def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=()
     summary.update(extra or {})
     summary["ms_per_step"] = outcome.ms_per_step
     summary["wall_seconds"] = time.perf_counter() - outcome.wall_started
+    summary["startup_seconds"] = outcome.startup_seconds
     summary["chief"] = chief
     if not_written and summary["status"] == "completed":
         summary["status"] = "failed"

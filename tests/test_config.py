@@ -281,3 +281,38 @@ def test_a_backend_that_cannot_run_is_one_line_and_exit_2(backend, message):
     result = run_script("demo_keras.py", env={"KERAS_BACKEND": backend})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_the_config_line_of_a_path_run_leaves_out_the_base_strength(capsys):
+    """On a path run lambda is what the path chooses: `group_strength=0.001` printed beside
+    it read as the strength trained (#32 item 6)."""
+    from common.report import print_config
+
+    for argv, shown in [([], True), (["--path"], False), (["--path", "--group", "1", "2", "3"],
+                                                          False)]:
+        print_config(parse_config(argv, "keras"), "keras")
+        line = capsys.readouterr().out
+        assert ("group_strength=" in line) == shown, argv
+        assert ("group_layers=" in line) == ("--group" in argv)
+
+
+def test_a_run_that_ends_before_its_planned_total_gets_a_last_progress_line():
+    """A path's stop rule ends it at 440 of a planned 700 steps: the bar used to stop at its
+    last tenth with no final line (#32 item 11)."""
+    import io
+
+    from common.report import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(700, stream=stream)
+    for done in range(20, 441, 20):
+        bar.update(done, loss="0.1")
+    bar.close(440, "the validation loss stayed above 2 x the best")
+    last = stream.getvalue().splitlines()[-1]
+    assert "440/440" in last
+    assert last.endswith("ended the validation loss stayed above 2 x the best")
+    stream = io.StringIO()
+    bar = ProgressBar(100, stream=stream)
+    bar.update(100)
+    bar.close(100, "unused")  # a run that reached its total: no extra line
+    assert len(stream.getvalue().splitlines()) == 1

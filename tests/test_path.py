@@ -404,3 +404,39 @@ def test_a_path_stopped_by_sigterm_says_terminated_in_both_fields(tmp_path):
                                    on_progress=terminate)
     assert summary["status"] == "terminated" and summary["path_ended"] == "terminated"
     assert 1 <= len(summary["path"]) < 6
+
+
+@pytest.mark.backends
+def test_a_path_runs_pictures_show_its_points_and_the_choice(tmp_path, monkeypatch):
+    """history.png of a --path run (#32 item 6): its title names the path and the chosen
+    lambda (not the base strength), every kept point's end is marked, and the chosen one's
+    units are the chosen network's; path.png's 1-SE line is the bound the rule applied."""
+    import common.pictures
+    from common.path_outputs import one_se_bound
+
+    drawn = {}
+    plot_history = common.pictures.plot_history
+
+    def watched_plot_history(records, title, path, split, points, chosen, keep_open=False):
+        drawn.update(records=records, title=title, points=points, chosen=chosen)
+        return plot_history(records, title, path, split, points, chosen, keep_open)
+
+    monkeypatch.setattr(common.pictures, "plot_history", watched_plot_history)
+    summary = demo_keras.main(["--path", "--epochs", "40", "--path-epochs", "10",
+                               "--path-points", "5", "--no-show", "--logdir", str(tmp_path)])
+    selected, path = summary["selected"], summary["path"]
+    assert f"lambda path of {len(path)} points" in drawn["title"]
+    assert f"chosen lambda {selected['lambda']:.3g} (1se rule)" in drawn["title"]
+    assert "group" not in drawn["title"]
+    assert [index for index, _, _ in drawn["points"]] == [point["index"] for point in path]
+    ends = [end for _, _, end in drawn["points"]]
+    assert ends == [40 + 10 * index for index in range(len(path))]  # dense 40, 10 a point
+    assert drawn["chosen"] == selected["index"]
+    chosen_end = ends[selected["index"]]
+    assert sum(drawn["records"]["units"][chosen_end - 1]) == path[selected["index"]][
+        "total_units"] == summary["units_after"]["inputs"] + sum(summary["units_after"]["hidden"])
+    # The 1-SE rule: the chosen point is under the bound; no smaller network is.
+    bound = one_se_bound(path, "regression")
+    assert path[selected["index"]]["val_metric"] <= bound
+    assert all(point["val_metric"] > bound for point in path
+               if point["total_units"] < path[selected["index"]]["total_units"])
