@@ -63,10 +63,13 @@ def _chain(model):
     return dense, before, after
 
 
-def _statistics(layer):
-    """A Normalization layer's (mean, variance) as float64 arrays."""
-    return tuple(np.asarray(keras.ops.convert_to_numpy(value), np.float64).reshape(-1)
-                 for value in (layer.mean, layer.variance))
+def _statistics(layer, size=1):
+    """A Normalization layer's (mean, variance) as float64 arrays of `size` (a scalar
+    statistic is broadcast); None for no layer."""
+    if layer is None:
+        return None
+    return tuple(np.broadcast_to(np.asarray(keras.ops.convert_to_numpy(value), np.float64)
+                                 .reshape(-1), (size,)) for value in (layer.mean, layer.variance))
 
 
 def with_scaling(model, input_center, input_spread, output_center=None, output_spread=None):
@@ -98,8 +101,7 @@ def thresholded_copy(model, threshold):
     layers, before, after = _chain(model)
     kernels = thresholded_kernels(model, threshold)
     return _build_dense_chain(kernels[0].shape[0], kernels, _biases(layers), layers,
-                              None if before is None else _statistics(before),
-                              None if after is None else _statistics(after))
+                              _statistics(before, kernels[0].shape[0]), _statistics(after))
 
 
 def _biases(layers):
@@ -182,10 +184,9 @@ def prune_model(model, threshold=1e-3, feature_names=None, build=True):
             [np.zeros((1, layers[-1].units), np.float32)], [biases[-1]], [layers[-1]])
     scaling = None
     if scaling_in is not None:  # the kept features' own statistics
-        scaling = [statistic[kept_inputs] for statistic in _statistics(scaling_in)]
+        scaling = [statistic[kept_inputs] for statistic in _statistics(scaling_in, num_inputs)]
     pruned = _build_dense_chain(len(kept_inputs), kernels, biases, layers, scaling,
-                                None if scaling_out is None else _statistics(scaling_out)
-                                ) if build else None
+                                _statistics(scaling_out)) if build else None
     after = [len(kept_inputs)] + [kernel.shape[1] for kernel in kernels]
     if after == before:
         notes.append("nothing to prune: every unit is active")

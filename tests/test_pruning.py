@@ -165,3 +165,23 @@ def test_scaling_layers_are_carried_through_and_the_inputs_keep_their_statistics
                                       keras.layers.Normalization(mean=0.0, variance=1.0),
                                       keras.layers.Normalization(mean=0.0, variance=1.0,
                                                                  name="misplaced")]))
+
+
+def test_a_scalar_input_normalization_is_carried_through_per_kept_feature():
+    """A Normalization with one mean and variance for every input still prunes: the kept
+    inputs each get that statistic. NumPy is the oracle."""
+    rng = np.random.default_rng(4)
+    first = rng.normal(size=(4, 3)).astype(np.float32)
+    first[1] = 0.0
+    weights = [first, np.zeros(3, np.float32), rng.normal(size=(3, 1)).astype(np.float32),
+               np.zeros(1, np.float32)]
+    model = dense_model([4, 3, 1], ["relu", None], weights)
+    scaled = keras.Sequential([keras.Input((4,)),
+                               keras.layers.Normalization(mean=2.0, variance=9.0),
+                               *model.layers])
+    pruned, report = prune_model(scaled)
+    assert report.kept_inputs == [0, 2, 3]
+    raw = rng.normal(size=(20, 4)) * 3 + 2
+    expected = np.maximum((raw - 2) / 3 @ first.astype(np.float64), 0) @ weights[2]
+    got = pruned.predict(raw[:, report.kept_inputs].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
