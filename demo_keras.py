@@ -101,7 +101,7 @@ def train(config, data, on_progress=None):
             run.shown(records, len(history.epoch_records))
 
     with run.stopping():  # Ctrl-C and SIGTERM stop training; the files are written whole
-        run.train(train_epochs, show)
+        run.train(train_epochs, show, on_point=events.point)
         records = history.records  # one consistent copy for every file below
         summary = run.finish(len(records["epoch"]) * per_epoch,
                              files=outputs(run, records, compile_args["loss"]),

@@ -88,6 +88,13 @@ class Config:
             self.threshold = 0.0 if self.solver == "proximal" else 1e-3
 
 
+def default_settings(demo, solver="subgradient"):
+    """Every setting of `python demo_<demo>.py` without flags, as a dict (the threshold's
+    default is `solver`'s)."""
+    return dataclasses.asdict(Config(epochs=DEFAULT_EPOCHS[demo], solver=solver)) | (
+        {"solver": "subgradient"})
+
+
 def build_parser(demo):
     """The argparse parser shared by both demos, without defaults: parsing gives the flags
     given. `parse_config` sets the defaults (`demo` picks the default epochs) and a preset's."""

@@ -35,6 +35,10 @@ class EventFile:
             self._records = RecordWriter(open(Path(logdir) / name, "wb"))
             self._add(Event(wall_time=time.time(), file_version="brain.Event:2"))
 
+    @property
+    def enabled(self):
+        return self._records is not None
+
     def write(self, summary, step):
         """One `Summary` proto (common.tensorboard builds them) at training step `step`."""
         self._add(Event(wall_time=time.time(), step=int(step), summary=summary))

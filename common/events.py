@@ -10,8 +10,9 @@ import keras
 from common.counting import unit_kernels, unit_names
 from common.eventfile import EventFile
 from common.files import unless_disk_full
-from common.tensorboard import (describe, final_summaries, kernel_summaries, pictures_due,
-                                run_start_summaries, scalar_summary, step_scalar_protos)
+from common.tensorboard import (Trial, cv_summaries, describe, kernel_summaries, pictures_due,
+                                run_start_summaries, scalar_summary, step_scalar_protos,
+                                write_point_trial)
 
 
 class EventWriter:
@@ -22,8 +23,9 @@ class EventWriter:
     """
 
     def __init__(self, run_dir, history, model, config, task, split, chief=True,
-                 total_epochs=None):
+                 total_epochs=None, demo="keras"):
         self.history, self.split = history, split
+        self.run_dir, self.config, self.task, self.demo = run_dir, config, task, demo
         self.kernels = unit_kernels(model)
         self.names = unit_names(len(self.kernels))
         self.threshold, self.pictures = config.threshold, not config.no_pictures
@@ -31,8 +33,10 @@ class EventWriter:
         self.file = EventFile(run_dir, enabled=chief)
         self.epochs_written = self.tests_written = 0
         self._described = False  # the per-epoch tags carry their text once, in their first value
-        for summary in run_start_summaries(config, run_dir.name, task, len(self.kernels)):
+        self.pictured = None  # the epoch of the last pictures
+        for summary in run_start_summaries(config, demo, len(self.kernels)):
             self.file.write(summary, 0)
+        self.trial = Trial(run_dir, config, demo, enabled=chief)
 
     def write_new_records(self):
         epochs = self.history.epoch_records[self.epochs_written:]
@@ -46,14 +50,26 @@ class EventWriter:
             self.file.write(summary, record[0])
         self._described = self._described or bool(epochs)
         if pictures:  # about 20 times a run
-            kernels = [keras.ops.convert_to_numpy(kernel) for kernel in self.kernels]
-            for summary in kernel_summaries(kernels, self.names):
-                self.file.write(summary, epochs[-1][0])
+            self._write_pictures(epochs[-1][0])
         description = describe(self.threshold)[self.split]
         for epoch, metrics in tests:
             for name, value in metrics.items():
                 self.file.write(scalar_summary(f"{self.split}/{name}", value, description), epoch)
         self.file.flush()  # TensorBoard shows the run as it trains
+
+    def _write_pictures(self, epoch):
+        self.pictured = epoch
+        kernels = [keras.ops.convert_to_numpy(kernel) for kernel in self.kernels]
+        for summary in kernel_summaries(kernels, self.names):
+            self.file.write(summary, epoch)
+
+    def point(self, point):
+        """A kept path point: its own TensorBoard run and HParams trial `path-NN`, and
+        `path/*` scalars at the point's index (one step axis per chart)."""
+        if self.file.enabled:
+            values = write_point_trial(self.run_dir, self.config, self.demo, point, self.task)
+            for tag, value in values.items():
+                self.file.write(scalar_summary(tag, value), point.index)
 
     def callback(self):
         return keras.callbacks.LambdaCallback(
@@ -63,7 +79,13 @@ class EventWriter:
         with unless_disk_full():
             try:
                 self.write_new_records()  # what the last chunk left, e.g. after Ctrl-C
-                for step, proto in final_summaries(summary, self.epochs_written):
+                # The network the run ends with (a path that stops early ends before its
+                # planned total).
+                if (self.pictures and self.pictured != self.epochs_written
+                        and summary["status"] != "diverged" and self.epochs_written):
+                    self._write_pictures(self.epochs_written)
+                for step, proto in cv_summaries(summary):
                     self.file.write(proto, step)
             finally:
                 self.file.close()
+                self.trial.close(summary, self.epochs_written)

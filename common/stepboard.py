@@ -4,10 +4,8 @@
 chunk of steps the evaluation and, about 20 times a run, the pictures; the steps of a path
 point trained by common/engine.py from their records; each kept path point as a run of its
 own. Everything but the in-graph scalars is built as Summary protos in Python and written
-raw.
+raw; the HParams trials with common.eventfile, as in the Keras demo.
 """
-
-import shutil
 
 import keras
 import tensorflow as tf
@@ -15,9 +13,9 @@ import tensorflow as tf
 from common.counting import unit_names
 from common.data import metric_name
 from common.files import unless_disk_full
-from common.tensorboard import (describe, final_summaries, kernel_summaries, pictures_due,
-                                point_hparams, run_start_summaries, scalar_summary,
-                                step_scalar_protos, step_scalar_tags)
+from common.tensorboard import (Trial, cv_summaries, describe, kernel_summaries, pictures_due,
+                                run_start_summaries, scalar_summary, step_scalar_protos,
+                                step_scalar_tags, write_point_trial)
 
 
 def write_raw(writer, summaries):
@@ -66,7 +64,9 @@ class StepBoard:
                        else tf.summary.create_noop_writer())
         self._records = RecordWriter(self.writer, self.names, self.threshold, described=True)
         write_raw(self.writer, [(0, summary) for summary in run_start_summaries(
-            config, run.run_dir.name, run.data.task, len(kernels))])
+            config, run.demo, len(kernels))])
+        self.trial = Trial(run.run_dir, config, run.demo, enabled=run.chief)
+        self.pictured = None  # the step of the last pictures
 
     def step(self, step, loss, penalty, counts):
         """One step's scalars (inside a tf.function). name_scope(None): the tags read
@@ -84,8 +84,7 @@ class StepBoard:
         summaries = [scalar_summary(f"{self.split}/{name}", value, description)
                      for name, value in (metrics or {}).items()]
         if self.pictures and pictures_due(done, end, self.total):
-            summaries += kernel_summaries(
-                [keras.ops.convert_to_numpy(kernel) for kernel in self.kernels], self.names)
+            summaries += self._pictures(end)
         write_raw(self.writer, [(end, summary) for summary in summaries])
 
     def records(self, first, records, every):
@@ -95,31 +94,27 @@ class StepBoard:
                              in enumerate(records.tolist(), start=1)
                              if step % every == 0 or step == len(records)])
 
-    def point(self, point):
-        """A kept path point: its own TensorBoard run `path-NN` (lambda and the backend as
-        hyperparameters; the validation metric, units and parameters as its metrics), and
-        `path/*` scalars in the main run; every path/* value has the point's index as step,
-        so a chart has one axis."""
-        from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+    def _pictures(self, step):
+        self.pictured = step
+        return kernel_summaries([keras.ops.convert_to_numpy(kernel) for kernel in self.kernels],
+                                self.names)
 
-        run_dir, metric = self.run.run_dir, self.metric
-        point_dir = run_dir / f"path-{point.index:02d}"
-        values = {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
-                  "path/params": point.params}
-        try:
-            point_writer = tf.summary.create_file_writer(str(point_dir))
-            write_raw(point_writer, [(point.index, summary) for summary in [
-                hparams_pb(point_hparams(point.lam), trial_id=f"{run_dir.name}/{point_dir.name}"),
-                *[scalar_summary(tag, value) for tag, value in values.items()]]])
-            point_writer.close()
-        except Exception:  # a full disk: no half-written point run is left behind
-            shutil.rmtree(point_dir, ignore_errors=True)
-            raise
-        write_raw(self.writer, [(point.index, scalar_summary(tag, value))
-                                for tag, value in {**values, "path/lambda": point.lam}.items()])
+    def point(self, point):
+        """A kept path point: its own TensorBoard run and HParams trial `path-NN`, and
+        `path/*` scalars in the main run at the point's index (one step axis per chart)."""
+        if self.run.chief:
+            values = write_point_trial(self.run.run_dir, self.run.config, self.run.demo, point,
+                                       self.run.data.task)
+            write_raw(self.writer, [(point.index, scalar_summary(tag, value))
+                                    for tag, value in values.items()])
 
     def close(self, summary, step):
+        """The run's end: the pictures of the network it ends with (a path that stops early
+        ends before its planned total), the trial's results."""
         with unless_disk_full():
             self.writer.flush()
-            write_raw(self.writer, final_summaries(summary, step))
+            pictures = (self._pictures(step) if self.pictures and self.pictured != step
+                        and summary["status"] != "diverged" else [])
+            write_raw(self.writer, [(step, proto) for proto in pictures] + cv_summaries(summary))
             self.writer.close()
+            self.trial.close(summary, step)

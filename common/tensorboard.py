@@ -4,16 +4,24 @@
 
 Scalars (every step in the TF demo, every epoch in the Keras demo): `loss`, `reg_loss`,
 `neurons`, `units/<layer>`; `test/*` (or `val/*` with --path) every --eval-every. About 20
-times a run, at the end of an --eval-every chunk and always at the end of training:
-`group_norms/<layer>` (Distributions: rows collapsing to zero) and `kernels/<layer>`
-(Images: |W| with one row per unit; a removed unit is a black row). Once:
-the settings as text, a custom-scalars chart of the units, and an HParams trial named by
-the run folder, whose metrics (`final/*`) are written at the end.
+times a run, at the end of an --eval-every chunk and always at the end of the run:
+`weights/group_norms/<layer>` (Distributions: rows collapsing to zero) and
+`weights/kernels/<layer>` (Images: |W| with one row per unit; a removed unit is a black row).
+Tags sort so that TensorBoard opens on `loss` and `neurons`. Once: the settings that differ
+from the defaults as text, and a custom-scalars chart of the units.
+
+The HParams trial of a run is a TensorBoard run of its own, `<run>/trial`: its settings at the
+start, its results (`result/*`) at the end, nothing else, so the trials' metrics are the
+results only. A path point's run `<run>/path-NN` is the point's trial. No experiment summary
+is written: TensorBoard builds it from every trial in the log folder, so the settings that
+differ between the trials are the columns it shows first.
 """
 
 import dataclasses
 import io
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 from PIL import Image  # Matplotlib's own dependency
@@ -31,14 +39,20 @@ from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 
 from common.backend import keras_backend_name
+from common.config import default_settings
 from common.counting import unit_names
 from common.data import metric_name
+from common.eventfile import EventFile
 
-# The settings that are hyperparameters (not paths, display or logging options).
+# The settings that are hyperparameters (not paths, display or logging options); a trial
+# carries those that have a value, the path's only on a path run.
 HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",
            "l1", "l1_layers", "l2", "adaptive", "threshold", "solver", "freeze_zeros", "seed",
            "finetune", "patience", "preset", "strategy", "path", "val_fraction", "path_points",
            "path_epochs", "select", "max_units", "cv")
+PATH_HPARAMS = ("val_fraction", "path_points", "path_epochs", "select", "max_units", "cv")
+TRIAL_RUN = "trial"  # <run>/trial: the run's HParams trial
+DEMO_LABELS = {"tensorflow": "TF", "keras": "Keras"}
 
 
 # TensorBoard shows 10 images per tag (its --samples_per_plugin default): a picture every
@@ -67,57 +81,132 @@ def describe(threshold):
     }
 
 
-def final_metrics(task, path):
-    """The HParams metrics: (tag, description). A path's points (the `path-NN` runs) carry
-    the `path/*` ones."""
+def result_descriptions(task):
+    """The HParams metrics a trial writes at its end (`result/*`): tag -> description."""
     metric = metric_name(task)
-    metrics = [(f"final/test_{metric}", f"test {metric} of the trained network"),
-               ("final/active_units", "active units after training, inputs included"),
-               ("final/params_after", "parameters of the pruned network"),
-               ("final/data_loss", "the last training data loss")]
-    if path:
-        metrics += [(f"final/val_{metric}", f"validation {metric} of the chosen point"),
-                     (f"path/val_{metric}", f"validation {metric} of a path point"),
-                     ("path/units", "active units of a path point, inputs included"),
-                     ("path/params", "parameters of a path point's pruned network")]
-    return metrics
+    return {f"result/test_{metric}": f"test {metric} of the trained network",
+            f"result/val_{metric}": f"validation {metric} of the chosen network (a path point's "
+                                    "own, in its trial)",
+            "result/active_units": "active units at the end, inputs included",
+            "result/params_after": "parameters of the pruned network",
+            "result/data_loss": "the last training data loss"}
 
 
-def hparam_values(config):
-    """The run's hyperparameters for its HParams trial, the Keras backend among them."""
-    values = {"backend": keras_backend_name()}
+def hparam_values(config, demo, lam=None):
+    """A trial's hyperparameters: the demo, the Keras backend, the settings that have a value
+    (a path run's lambdas are its points', `lam`, not --group)."""
+    values = {"demo": demo, "backend": keras_backend_name()}
+    skipped = ("group_strength", "group_layers") if config.path else PATH_HPARAMS
     for key in HPARAMS:
         value = getattr(config, key)
-        values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+        if value is not None and key not in skipped:
+            values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    if lam is not None:
+        values["lambda"] = lam
     return values
 
 
-def point_hparams(lam):
-    """A path point's HParams trial values: its lambda and the backend."""
-    return {"lambda": lam, "backend": keras_backend_name()}
+def trial_id(demo, run_name, point=None):
+    """A trial's name: what tells trials apart first (HParams shows about 13 characters of
+    it), "TF 11:02:34" or "TF p03 11:02:34", then the run folder, which makes it unique."""
+    stamp = re.match(r"\d{8}-(\d\d)(\d\d)(\d\d)Z", run_name)
+    words = [DEMO_LABELS.get(demo, demo), None if point is None else f"p{point:02d}",
+             ":".join(stamp.groups()) if stamp else None]
+    folder = run_name if point is None else f"{run_name}/path-{point:02d}"
+    return " ".join(word for word in words if word) + f" ({folder})"
 
 
-def run_start_summaries(config, run_name, task, num_kernels):
-    """The settings as text, the HParams experiment and this run's trial (named by the run
-    folder), and a custom-scalars chart with every layer's units and the total: Summary
-    protos for step 0."""
+def settings_text(config, demo):
+    """The settings that differ from the demo's defaults, as a Markdown table."""
+    defaults = default_settings(demo, config.solver)
+    rows = [f"| {key} | {value} | {defaults[key]} |"
+            for key, value in dataclasses.asdict(config).items() if value != defaults[key]]
+    head = f"The settings of this run that differ from `python demo_{demo}.py`'s defaults"
+    if not rows:
+        return f"Every setting at `python demo_{demo}.py`'s default."
+    return head + ":\n\n| setting | value | default |\n|---|---|---|\n" + "\n".join(rows)
 
-    rows = "\n".join(f"| {key} | {value} |" for key, value in dataclasses.asdict(config).items())
+
+def run_start_summaries(config, demo, num_kernels):
+    """The main run's summaries for step 0: the settings that differ from the defaults as
+    text, and a custom-scalars chart with every layer's units and the total."""
     names = unit_names(num_kernels)
     layout = layout_pb2.Layout(category=[layout_pb2.Category(title="units", chart=[
         layout_pb2.Chart(title="active units per layer and in total",
                          multiline=layout_pb2.MultilineChartContent(
                              tag=[r"^neurons$", *[rf"^units/{name}$" for name in names]]))])])
-    return [text_pb("config", "| setting | value |\n|---|---|\n" + rows),
-            hparams_summary.hparams_config_pb(
-                hparams=[hparams_summary.HParam(key) for key in
-                         ("backend", *HPARAMS, *(("lambda",) if config.path else ()))],
-                metrics=[hparams_summary.Metric(tag, description=text)
-                         for tag, text in final_metrics(task, config.path)]),
-            hparams_summary.hparams_pb(hparam_values(config), trial_id=run_name),
+    return [text_pb("config", settings_text(config, demo)),
             tensor_summary(custom_scalars.CONFIG_SUMMARY_TAG,
                            TensorProto(dtype=DT_STRING, string_val=[layout.SerializeToString()]),
                            custom_scalars.create_summary_metadata())]
+
+
+class Trial:
+    """A run's HParams trial, the TensorBoard run `<run>/trial`: its settings now, its
+    results at `close` (`enabled` False, another worker: nothing)."""
+
+    def __init__(self, run_dir, config, demo, enabled=True):
+        self.file = EventFile(Path(run_dir) / TRIAL_RUN, enabled)
+        self.file.write(hparams_summary.hparams_pb(hparam_values(config, demo),
+                                                   trial_id=trial_id(demo, Path(run_dir).name)), 0)
+        self.file.flush()
+
+    def close(self, summary, step):
+        """The run's results (run.json's `summary`) at its last `step`."""
+        try:
+            for step_, proto in result_summaries(run_results(summary), summary["dataset"]["task"],
+                                                 step):
+                self.file.write(proto, step_)
+        finally:
+            self.file.close()
+
+
+def run_results(summary):
+    """The `result/*` values of a run from its summary (run.json): those it has."""
+    metric = metric_name(summary["dataset"]["task"])
+    values = {"result/data_loss": summary.get("final_loss")}
+    if summary.get("units_after"):
+        units = summary["units_after"]
+        values["result/active_units"] = units["inputs"] + sum(units["hidden"])
+    if summary.get("test"):
+        values[f"result/test_{metric}"] = summary["test"][metric]
+    if summary.get("pruned"):
+        values["result/params_after"] = summary["pruned"]["params_after"]
+    if summary.get("selected"):
+        values[f"result/val_{metric}"] = summary["selected"][f"val_{metric}"]
+    return {tag: value for tag, value in values.items() if value is not None}
+
+
+def result_summaries(values, task, step):
+    """(step, Summary proto) pairs of `result/*` values, each with its description."""
+    text = result_descriptions(task)
+    return [(step, scalar_summary(tag, value, text[tag])) for tag, value in values.items()]
+
+
+def write_point_trial(run_dir, config, demo, point, task):
+    """A kept path point's run `<run>/path-NN`, its HParams trial (the run's settings with
+    the point's lambda; its validation metric, units and parameters as results, at the
+    point's index), written whole or not at all. Returns the main run's `path/*` values."""
+    import shutil
+
+    metric = metric_name(task)
+    point_dir = Path(run_dir) / f"path-{point.index:02d}"
+    results = {f"result/val_{metric}": point.val_metric, "result/active_units": point.total_units,
+               "result/params_after": point.params}
+    file = EventFile(point_dir)
+    try:
+        file.write(hparams_summary.hparams_pb(
+            hparam_values(config, demo, point.lam),
+            trial_id=trial_id(demo, Path(run_dir).name, point.index)), point.index)
+        for step, proto in result_summaries(results, task, point.index):
+            file.write(proto, step)
+        file.close()
+    except Exception:  # a full disk: no half-written point run is left behind
+        file.close()
+        shutil.rmtree(point_dir, ignore_errors=True)
+        raise
+    return {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
+            "path/params": point.params, "path/lambda": point.lam}
 
 
 def tensor_summary(tag, tensor, metadata):
@@ -167,13 +256,16 @@ def step_scalar_protos(records, names, threshold, described):
 
 
 def kernel_image(kernel):
-    """|W| scaled to [0, 255] by its largest entry, as a [fan_in, fan_out] uint8 image: one
-    row per unit of the layer below, a removed unit a row of zeros (black)."""
+    """|W| scaled to [0, 255] by its largest entry, as a uint8 image: one row per unit of the
+    layer below, a removed unit a row of zeros (black); each column repeated so that the
+    image is at most twice as tall as wide (TensorBoard fits an image to its card's width:
+    a 15 x 1 kernel was a column 5,000 pixels tall)."""
     magnitude = np.abs(np.asarray(kernel, np.float64))
     magnitude[~np.isfinite(magnitude)] = 0.0  # a diverged run
     largest = magnitude.max() if magnitude.size else 0.0
     scaled = magnitude / largest if largest > 0 else magnitude
-    return np.round(scaled * 255).astype(np.uint8)
+    repeat = math.ceil(magnitude.shape[0] / (2 * magnitude.shape[1])) if magnitude.size else 1
+    return np.repeat(np.round(scaled * 255).astype(np.uint8), max(repeat, 1), axis=1)
 
 
 def image_summary(tag, image, description=None):
@@ -213,30 +305,19 @@ def kernel_summaries(kernels, names):
         kernel = np.asarray(kernel, np.float64)
         norms = np.linalg.norm(kernel, axis=1)
         norms[~np.isfinite(norms)] = 0.0  # a diverged run: no NaN range
-        summaries.append(histogram_summary(f"group_norms/{name}", norms,
+        summaries.append(histogram_summary(f"weights/group_norms/{name}", norms,
                                            min(kernel.shape[0], 10),
                                            "L2 norm of each unit's outgoing row"))
-        summaries.append(image_summary(f"kernels/{name}", kernel_image(kernel),
+        summaries.append(image_summary(f"weights/kernels/{name}", kernel_image(kernel),
                                        "|W| / max |W|, one row per unit; black rows are removed"))
     return summaries
 
 
-def final_summaries(summary, step):
-    """The HParams metrics of the run at its last `step`, and --cv's pooled path by point
-    index beside path/val_*: (step, Summary proto) pairs."""
+def cv_summaries(summary):
+    """--cv's pooled path by point index, beside path/val_*: (step, Summary proto) pairs for
+    the main run at its end."""
     metric = metric_name(summary["dataset"]["task"])
-    values = {"final/data_loss": summary.get("final_loss")}
-    if summary.get("units_after"):
-        units = summary["units_after"]
-        values["final/active_units"] = units["inputs"] + sum(units["hidden"])
-    if summary.get("test"):
-        values[f"final/test_{metric}"] = summary["test"][metric]
-    if summary.get("pruned"):
-        values["final/params_after"] = summary["pruned"]["params_after"]
-    if summary.get("selected"):
-        values[f"final/val_{metric}"] = summary["selected"][f"val_{metric}"]
-    pairs = [(step, scalar_summary(tag, value)) for tag, value in values.items()
-             if value is not None]
+    pairs = []
     for record in (summary.get("cv") or {}).get("records") or []:
         pairs.append((record["index"], scalar_summary(f"path/cv_val_{metric}",
                                                       record["val_metric"])))

@@ -1,5 +1,5 @@
 """A real TensorBoard reads both demos' runs: scalars, one HParams trial per run with its
-metrics, group-norm histograms and kernel images (a removed unit is a blank row)."""
+results, group-norm histograms and kernel images (a removed unit is a blank row)."""
 
 import contextlib
 import io
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import demo_tensorflow
-from common.tensorboard import HPARAMS, PICTURES_PER_RUN, pictures_due
+from common.tensorboard import PICTURES_PER_RUN, pictures_due
 from tests.helpers import run_script
 
 pytestmark = pytest.mark.slow  # two demo runs and a TensorBoard server
@@ -44,7 +44,7 @@ def served(tmp_path_factory):
     assert "tensorflow modules imported: []" in keras_run.stdout
     runs = {demo: next(logdir.glob(f"*-{demo}")).name for demo in ["tensorflow", "keras"]}
     summaries["keras"] = json.loads((logdir / runs["keras"] / "run.json").read_text())
-    with tensorboard(logdir, runs.values()) as base:
+    with tensorboard(logdir, [*runs.values(), *[f"{run}/trial" for run in runs.values()]]) as base:
         yield base, runs, summaries
 
 
@@ -80,7 +80,7 @@ def served_path(tmp_path_factory):
                                     "--path-epochs", "10", "--logdir", str(logdir)])
     (run_dir,) = logdir.iterdir()
     names = [f"{run_dir.name}/path-{point['index']:02d}" for point in summary["path"]]
-    with tensorboard(logdir, [run_dir.name, *names]) as base:
+    with tensorboard(logdir, [run_dir.name, f"{run_dir.name}/trial", *names]) as base:
         yield base, run_dir.name, summary
 
 
@@ -122,73 +122,112 @@ def test_both_demos_have_the_same_unit_charts(served):
                                          "^units/hidden_2$"]
 
 
-def test_every_run_is_its_own_hparams_trial_with_metrics(served):
-    base, runs, summaries = served
-    experiment = post(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
-    assert {info["name"] for info in experiment["hparamInfos"]} == {"backend", *HPARAMS}
-    assert "logdir" not in {info["name"] for info in experiment["hparamInfos"]}
-    groups = post(base, "/data/plugin/hparams/session_groups", {
+def session_groups(base):
+    return post(base, "/data/plugin/hparams/session_groups", {
         "experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 100,
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                            "STATUS_RUNNING"]})
-    # The two runs share their settings but stay two trials, named by their folders.
-    assert sorted(group["name"] for group in groups["sessionGroups"]) == sorted(runs.values())
-    for group in groups["sessionGroups"]:
-        demo = "keras" if group["name"].endswith("keras") else "tensorflow"
+                            "STATUS_RUNNING"]})["sessionGroups"]
+
+
+def test_every_run_is_its_own_hparams_trial_with_its_results(served):
+    base, runs, summaries = served
+    experiment = post(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    infos = experiment["hparamInfos"]
+    # What differs between the trials comes first (HParams shows the first five columns):
+    # the two runs share their flags and differ in the demo and the backend.
+    assert {info["name"] for info in infos[:2]} == {"demo", "backend"}
+    assert all(info.get("differs") for info in infos[:2])
+    assert not any(info.get("differs") for info in infos[2:])
+    names = {info["name"] for info in infos}
+    assert {"solver", "epochs", "group_strength", "seed"} <= names
+    # No column of Nones, no path settings on runs without a path, no output options.
+    assert not names & {"patience", "batch_size", "cv", "val_fraction", "logdir", "lambda"}
+    # The metrics are the trials' results, nothing else (not the last loss of the curves).
+    assert {info["name"]["tag"] for info in experiment["metricInfos"]} == {
+        "result/test_rmse", "result/active_units", "result/params_after", "result/data_loss"}
+    groups = session_groups(base)
+    # Two trials, named with what tells them apart first, then their folders.
+    for demo, label in [("tensorflow", "TF "), ("keras", "Keras ")]:
+        (group,) = [group for group in groups if group["name"].endswith(f"({runs[demo]})")]
+        assert group["name"].startswith(label), group["name"]
         metrics = {value["name"]["tag"]: value["value"]
                    for value in group["sessions"][0]["metricValues"]}
         summary = summaries[demo]
         # The Keras run was on JAX: the backend tells the two trials apart.
         assert group["hparams"]["backend"] == ("jax" if demo == "keras" else "tensorflow")
-        assert metrics["final/test_rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-6)
-        assert metrics["final/params_after"] == summary["pruned"]["params_after"]
-        assert metrics["final/active_units"] == (summary["units_after"]["inputs"]
-                                                 + sum(summary["units_after"]["hidden"]))
+        assert group["hparams"]["demo"] == demo
+        assert metrics["result/test_rmse"] == pytest.approx(summary["test"]["rmse"], rel=1e-6)
+        assert metrics["result/params_after"] == summary["pruned"]["params_after"]
+        assert metrics["result/active_units"] == (summary["units_after"]["inputs"]
+                                                  + sum(summary["units_after"]["hidden"]))
+    assert len(groups) == 2
 
 
-def test_path_points_are_trials_with_their_lambda_and_metrics_on_one_step_axis(served_path):
+def test_tensorboard_opens_on_the_loss_and_the_units(served):
+    """The time-series page sorts its groups (a tag up to its first /) by name and opens
+    the first two: the loss and the active units, not results or pictures."""
+    base, runs, _ = served
+    tags = set()
+    for plugin in ["scalars", "histograms", "images"]:
+        for run_tags in get(base, f"/data/plugin/{plugin}/tags").values():
+            tags |= set(run_tags)
+    groups = sorted({tag.split("/")[0] for tag in tags})
+    assert groups[:2] == ["loss", "neurons"], groups
+    # The config text: only what differs from the demo's defaults.
+    text = get(base, "/data/plugin/text/text", run=runs["tensorflow"], tag="config")
+    table = text[-1]["text"]
+    assert "<td>solver</td>" in table and "<td>proximal</td>" in table
+    assert "<td>seed</td>" not in table and "<td>patience</td>" not in table
+
+
+def test_path_points_are_trials_with_their_lambda_and_results_on_one_step_axis(served_path):
     base, run, summary = served_path
     experiment = post(base, "/data/plugin/hparams/experiment", {"experimentName": ""})
-    assert {"lambda", "backend"} <= {info["name"] for info in experiment["hparamInfos"]}
-    declared = {info["name"]["tag"] for info in experiment["metricInfos"]}
-    assert {"path/val_rmse", "path/units", "path/params", "final/val_rmse"} <= declared
-    groups = post(base, "/data/plugin/hparams/session_groups", {
-        "experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 100,
-        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                            "STATUS_RUNNING"]})
-    trials = {group["name"]: group for group in groups["sessionGroups"]}
+    infos = {info["name"]: info for info in experiment["hparamInfos"]}
+    assert infos["lambda"]["differs"] and "group_strength" not in infos
+    assert {info["name"]["tag"] for info in experiment["metricInfos"]} == {
+        "result/test_rmse", "result/val_rmse", "result/active_units", "result/params_after",
+        "result/data_loss"}
+    trials = {group["name"]: group for group in session_groups(base)}
     for point in summary["path"]:
         name = f"{run}/path-{point['index']:02d}"
-        trial = trials[name]
+        (trial,) = [group for group in trials.values() if group["name"].endswith(f"({name})")]
+        assert trial["name"].startswith(f"TF p{point['index']:02d} ")
         assert trial["hparams"]["lambda"] == pytest.approx(point["lambda"], rel=1e-6)
         assert trial["hparams"]["backend"] == "tensorflow"
         metrics = {value["name"]["tag"]: value["value"]
                    for value in trial["sessions"][0]["metricValues"]}
-        assert metrics["path/units"] == point["total_units"]
-        assert metrics["path/val_rmse"] == pytest.approx(point["val_metric"], rel=1e-6)
-        # The point's own run writes its path/* at the point's index, as the main run does.
-        (entry,) = get(base, "/data/plugin/scalars/scalars", run=name, tag="path/units")
+        assert metrics["result/active_units"] == point["total_units"]
+        assert metrics["result/val_rmse"] == pytest.approx(point["val_metric"], rel=1e-6)
+        (entry,) = get(base, "/data/plugin/scalars/scalars", run=name, tag="result/active_units")
         assert entry[1] == point["index"]
+    assert len(trials) == len(summary["path"]) + 1  # and the run's own
     steps = [step for _, step, _ in get(base, "/data/plugin/scalars/scalars", run=run,
                                          tag="path/units")]
     assert steps == [point["index"] for point in summary["path"]]
+    # The last pictures show the network the run ends with, at its last step (the path
+    # stopped before its planned total).
+    entries = get(base, "/data/plugin/images/images", run=run, tag="weights/kernels/inputs")
+    assert entries[-1]["step"] == summary["steps"]
 
 
 def test_group_norms_and_kernel_images_with_blank_rows_for_removed_units(served):
     base, runs, summaries = served
     for demo, run in runs.items():
         histograms = get(base, "/data/plugin/histograms/histograms", run=run,
-                         tag="group_norms/inputs")
+                         tag="weights/group_norms/inputs")
         assert len(histograms) >= 2 and histograms[-1][1] == EPOCHS
-        for tag, (rows, columns) in [("kernels/inputs", (13, 20)), ("kernels/hidden_1", (20, 15)),
-                                     ("kernels/hidden_2", (15, 1))]:
+        # The 15 x 1 kernel's column repeated 8 times: at most twice as tall as wide.
+        for tag, (rows, columns) in [("weights/kernels/inputs", (13, 20)),
+                                     ("weights/kernels/hidden_1", (20, 15)),
+                                     ("weights/kernels/hidden_2", (15, 8))]:
             entries = get(base, "/data/plugin/images/images", run=run, tag=tag)
             assert entries[-1]["step"] == EPOCHS
             png = get(base, "/data/plugin/images/individualImage" + "?" + entries[-1]["query"])
             image = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
             assert image.shape == (rows, columns), (demo, tag)
         # The last inputs image: a removed input is an all-black row, a kept one is not.
-        entries = get(base, "/data/plugin/images/images", run=run, tag="kernels/inputs")
+        entries = get(base, "/data/plugin/images/images", run=run, tag="weights/kernels/inputs")
         png = get(base, "/data/plugin/images/individualImage" + "?" + entries[-1]["query"])
         image = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
         kept = set(summaries[demo]["pruned"]["kept_inputs"])

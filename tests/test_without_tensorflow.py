@@ -27,21 +27,29 @@ def test_the_keras_demo_runs_on_jax_without_tensorflow(tmp_path):
     assert [step for step, _ in events["neurons"]] == list(range(1, 61))
     units = summary["units_after"]
     assert events["neurons"][-1][1] == units["inputs"] + sum(units["hidden"])
-    assert events["final/active_units"][0][1] == units["inputs"] + sum(units["hidden"])
+    # The HParams trial is a run of its own: the settings, then the results.
+    results = read_events(run_dir / "trial")
+    assert results["result/active_units"][0][1] == units["inputs"] + sum(units["hidden"])
     from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     accumulator = event_accumulator.EventAccumulator(
-        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+        str(run_dir / "trial"), size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
     content = accumulator.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
     trial = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    assert trial.group_name == run_dir.name and trial.hparams["solver"].string_value == "proximal"
+    assert trial.group_name.startswith("Keras ") and trial.group_name.endswith(f"({run_dir.name})")
+    assert trial.hparams["solver"].string_value == "proximal"
+    assert trial.hparams["backend"].string_value == "jax"
+    assert "patience" not in trial.hparams  # None: no column of Nones
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
     from tensorboard.util.tensor_util import make_ndarray
 
-    histogram = make_ndarray(accumulator.Tensors("group_norms/inputs")[-1].tensor_proto)
+    histogram = make_ndarray(accumulator.Tensors("weights/group_norms/inputs")[-1].tensor_proto)
     assert histogram.shape[1] == 3 and histogram[:, 2].sum() == 13
-    width, height, png = make_ndarray(accumulator.Tensors("kernels/inputs")[-1].tensor_proto)
+    width, height, png = make_ndarray(accumulator.Tensors("weights/kernels/inputs")[-1].tensor_proto)
     assert (int(width), int(height)) == (20, 13) and png.startswith(b"\x89PNG")
 
 
