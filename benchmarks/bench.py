@@ -46,7 +46,7 @@ SIZES = {
                  synthetic_rows=100_000, datasets=("boston", "digits")),
     "quick": dict(rounds=2, picture_rounds=3, steps=500, end_to_end_runs=1, scaling_epochs=50,
                   seeds=1, path_points=8, finetune=500, flags=[], path_flags=[],
-                  synthetic_rows=100_000, datasets=("boston", "digits")),
+                  synthetic_rows=100_000, datasets=("boston",), variants=("relaxed adaptive",)),
     "smoke": dict(rounds=1, picture_rounds=1, steps=50, end_to_end_runs=0, scaling_epochs=5,
                   seeds=1, path_points=3, finetune=20, flags=["--epochs", "30"],
                   path_flags=["--path-epochs", "10"], synthetic_rows=4_000, datasets=("boston",),
