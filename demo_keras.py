@@ -20,8 +20,7 @@ from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.backend import import_keras_quietly
-from common.config import parse_config
-from common.data import load_or_exit
+from common.config import load_or_exit, parse_config
 from common.files import exit_on_output_error
 
 DEMO = "keras"
@@ -73,7 +72,7 @@ def train(config, data, on_progress=None):
         # The loss is the data loss; fit adds the GroupSparse kernel regularizers' losses.
         compile_args = dict(optimizer=run.optimizer, loss=loss_name(data.task),
                             metrics=[history.recorder])
-    events = EventWriter(run.run_dir, history, model, config, data.task, run.split, run.chief,
+    events = EventWriter(run.run_dir, history, model, run.settings, data.task, run.split, run.chief,
                          config.epochs + run.path.total_epochs)  # TensorBoard: the TF demo's tags
 
     def chunk_done(fit_epoch=None, logs=None):  # after a fit() epoch's evaluation
@@ -122,7 +121,7 @@ def outputs(run, records, loss):
     config, data, model, status = run.config, run.data, run.model, run.outcome.status
     files = [(run.run_dir / "history.png", lambda file: history_picture(run, records, file)),
              (run.run_dir / "history.csv", lambda file: write_history_csv(records, file, run.split))]
-    files += path_files(run.chosen, run.run_dir, metric_name(data.task), config, data.task)
+    files += path_files(run.chosen, run.run_dir, metric_name(data.task), config.dataset, data.task)
     if status != "diverged":  # the weights as heatmaps, removed rows marked
         files.append((run.run_dir / "kernels.png", lambda file: plot_kernels(
             model, data.feature_names, config.threshold, file, f"{data.name}: |W| at the end")))

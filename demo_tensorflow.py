@@ -18,8 +18,7 @@ import sys
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.backend import import_tensorflow_quietly, use_tensorflow_backend
-from common.config import parse_config
-from common.data import load_or_exit
+from common.config import load_or_exit, parse_config
 from common.distribute import meet_workers_or_exit
 from common.files import exit_on_output_error
 
@@ -86,27 +85,23 @@ def train(config, data, on_progress=None, per_step_records=True):
 
     @tf.function
     def train_steps(num_steps):
-        """`num_steps` optimizer steps in one graph call, each writing its scalars."""
-        loss, penalty, counts = 0.0, 0.0, tf.zeros([len(kernels)], tf.int32)
+        """`num_steps` steps in one graph call: the steps taken, the last one's numbers."""
+        taken, loss, penalty, counts = 0, 0.0, 0.0, tf.zeros([len(kernels)], tf.int32)
         for _ in tf.range(num_steps):
             losses, penalties = strategy.run(replica_step, args=next(batch_iterator))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
             penalty = strategy.reduce(tf.distribute.ReduceOp.MEAN, penalties, axis=None)
+            taken += 1
             if per_step_records:  # the step's active units and its TensorBoard scalars
                 counts = active_counts(kernels, config.threshold)
                 board.step(optimizer.iterations, loss, penalty, counts)
             if not tf.math.is_finite(loss + penalty):
                 break
-        return loss, penalty, counts
-
-    def train_chunk(size):  # one graph call: its steps, and the last step's numbers
-        before = int(optimizer.iterations.numpy())
-        loss, penalty, counts = train_steps(tf.constant(size))
-        taken = int(optimizer.iterations.numpy()) - before
-        return taken, float(loss), float(penalty), sum(counts.numpy())
+        return taken, loss, penalty, tf.reduce_sum(counts)
 
     def train_epochs(epochs):  # chunks of --eval-every epochs: a graph call, an evaluation
-        return run.in_chunks(epochs * per_epoch, config.eval_every * per_epoch, train_chunk,
+        return run.in_chunks(epochs * per_epoch, config.eval_every * per_epoch,
+                             lambda size: train_steps(tf.constant(size)),
                              lambda done, end: board.chunk(done, end, run.evaluate()))
 
     def show(records):  # a path point's steps, trained by common/engine.py

@@ -1,6 +1,6 @@
 """Speed and sparsity-versus-accuracy of the two demos, measured side by side in one run.
 
-    python benchmarks/bench.py --quick            # about 2 minutes on 2 cores
+    python benchmarks/bench.py --quick            # about 4 minutes on 2 cores (Boston only)
     python benchmarks/bench.py --out benchmarks/results   # the full run behind the README
 
 Writes DIR/results.json (a full run also as DIR/latest.json), DIR/results.md and

@@ -77,12 +77,13 @@ def fold_step(rounds=3, steps=2500):
     import demo_tensorflow
     from common.data import fold_datasets, load_dataset
     from common.engine import FoldTrainer
-    from common.model import build_model, make_regularizer
+    from common.model import build_model
+    from common.stages import regularizer_of
 
     config = parse_config(["--solver", "proximal"])
     data = load_dataset("boston", 0, val_fraction=0.2)
     folds = [data, *fold_datasets(data, 5, 0)]
-    model = build_model(data, config.hidden, make_regularizer(config))
+    model = build_model(data, config.hidden, regularizer_of(config))
     trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
                                   for fold in folds], "regression", 1e-3, None, 0)
     started = time.perf_counter()

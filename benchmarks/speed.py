@@ -54,10 +54,11 @@ def naive_keras_ms_per_step(data, config):
     import keras
 
     from common.counting import count_active_units
-    from common.model import build_model, loss_name, make_regularizer
+    from common.model import build_model, loss_name
+    from common.stages import regularizer_of
 
     keras.utils.set_random_seed(config.seed)
-    model = build_model(data, config.hidden, make_regularizer(config))
+    model = build_model(data, config.hidden, regularizer_of(config))
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss_name(data.task))
     counts = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: count_active_units(model, config.threshold))

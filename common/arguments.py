@@ -10,6 +10,8 @@ import math
 import os
 import re
 
+from common.backend import backend_problem, keras_backend_name
+
 MAX_FOLDS = 20  # --cv: each fold holds out 1/K of the training rows
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
 # Bounds that keep float32 finite and memory sane: a strength of 1e6 empties any layer (the
@@ -161,4 +163,61 @@ def check_tf_config(name):
     if not isinstance(index, int) or not 0 <= index < len(jobs[task_type]):
         return (f"TF_CONFIG's task index {index!r} does not exist: its cluster has "
                 f"{len(jobs[task_type])} {task_type!r} task(s), numbered from 0")
+    return None
+
+
+def check_flags(args, demo):
+    """Parsed `args` of `demo`: one sentence for flags that do not go together, or a backend
+    that cannot run (None when all is well)."""
+    backend = keras_backend_name()
+    if args.dataset == "csv" and (args.csv_path is None or args.target is None):
+        return "--csv PATH and --target COLUMN go together"
+    if args.target is not None and args.csv_path is None:
+        return "--target names a column of --csv PATH; give the file too"
+    if args.freeze_zeros and args.solver != "proximal":
+        return "--freeze-zeros needs --solver proximal"
+    if demo == "keras" and args.strategy == "multiworker":
+        return ("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585"
+                "), so demo_keras.py cannot use --strategy multiworker: run demo_tensorflow.py")
+    if demo == "keras" and args.strategy != "none" and backend not in ("tensorflow", "jax"):
+        return (f"--strategy runs on TensorFlow (tf.distribute) or JAX (Keras' DataParallel), "
+                f"and Keras runs on {backend} here: run with KERAS_BACKEND=tensorflow or jax, "
+                "or without --strategy")
+    if args.adaptive is not None and args.group_strength == 0:
+        return "--adaptive weighs the group Lasso: --group must be above 0"
+    if args.patience is not None and not args.finetune:
+        return "--patience stops --finetune early: give --finetune N too"
+    return backend_problem(backend, demo)  # the flags first, then what this machine has
+
+
+PATH_FLAGS = {"val_fraction": "--val-fraction", "path_points": "--path-points",
+              "path_lambdas": "--path-lambdas", "path_epochs": "--path-epochs",
+              "select": "--select", "max_units": "--max-units", "cv": "--cv"}
+
+
+def check_path(args, given):
+    """The path's flags make sense together, before anything is trained."""
+    if {"path_points", "path_lambdas"} <= given:
+        return "--path-lambdas replaces the grid of --path-points: give one of them"
+    if {"select", "max_units"} <= given:
+        return "--max-units K is a selection rule of its own: drop --select"
+    flags = [flag for name, flag in PATH_FLAGS.items() if name in given]
+    if not args.path:
+        if args.patience is not None:  # early stopping needs a validation split too
+            flags = [flag for flag in flags if flag != "--val-fraction"]
+        return f"{flags[0]} belongs to --path; add --path or drop it" if flags else None
+    if args.group_strength == 0 and args.l1 == 0:
+        return "--path grows the group Lasso (or L1) strength: --group or --l1 must be above 0"
+    lambdas = args.path_lambdas
+    if lambdas is not None and any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+        return "--path-lambdas must increase strictly, got " + " ".join(f"{v:g}" for v in lambdas)
+    smallest = 1 + len(args.hidden)  # one input and one unit in each hidden layer
+    if args.max_units is not None and args.max_units < smallest:
+        return (f"--max-units {args.max_units} is below the smallest network ({smallest} "
+                "units: one input and one unit per hidden layer)")
+    if args.strategy != "none":
+        return "--path runs on one device; drop --strategy"
+    if args.cv is not None and "val_fraction" in given:
+        return (f"--cv {args.cv} holds out 1/{args.cv} of the training rows in each fold; "
+                "drop --val-fraction")
     return None

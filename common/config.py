@@ -10,10 +10,10 @@ import sys
 
 from common.arguments import (MAX_EVAL_EVERY, MAX_FOLDS, MAX_GAMMA, MAX_LR, MAX_POINTS,
                               MAX_SEED, MAX_STRENGTH, MAX_WIDTH, HelpFormatter, Parser, at_most,
-                              attach_negative_numbers, check_tf_config, folds, fraction,
-                              keras_path, non_negative_float, non_negative_int, positive_float,
-                              positive_int, seed, width)
-from common.backend import backend_problem, keras_backend_name
+                              attach_negative_numbers, check_flags, check_path, check_tf_config,
+                              folds, fraction, keras_path, non_negative_float, non_negative_int,
+                              positive_float, positive_int, seed, width)
+from common.data import DataError, ValidationTooSmall, fold_datasets, load_dataset
 from common.files import check_output_file, check_writable_folder
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
@@ -78,6 +78,22 @@ class Config:
     def uses_validation(self):
         """Whether a validation split is carved from the training rows (--path, --patience)."""
         return self.path or self.patience is not None
+
+    def settings(self):
+        """Every setting, as a dict: what run.json and the outputs read."""
+        return dataclasses.asdict(self)
+
+    def applying(self):
+        """The settings that apply to this run and are set: the path's only with --path
+        (where the path chooses lambda: --group's values, if given, set only the layers'
+        ratios), the validation split's only when there is one, the workers' only with
+        --strategy multiworker."""
+        hidden = {"group_strength"} if self.path else {
+            "path_points", "path_lambdas", "path_epochs", "select", "max_units"}
+        hidden |= set() if self.uses_validation else {"val_fraction"}
+        hidden |= set() if self.strategy == "multiworker" else {"connect_timeout"}
+        return {key: value for key, value in self.settings().items()
+                if value not in (None, False) and key not in hidden}
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -221,7 +237,7 @@ def parse_config(argv=None, demo="tensorflow"):
         values[name] = max(given_values)
         values[layers] = tuple(given_values) if len(given_values) > 1 else None
     _derived_defaults(args, given)
-    problem = (_check_flags(args, demo) or _check_path(args, given)
+    problem = (check_flags(args, demo) or check_path(args, given)
                or check_tf_config(args.strategy) or check_writable_folder(args.logdir, "--logdir")
                or (args.save_model and check_output_file(args.save_model, "--save-model")))
     if problem:
@@ -248,58 +264,19 @@ def _derived_defaults(args, given):
         args.val_fraction = 1 / args.cv
 
 
-def _check_flags(args, demo):
-    """One sentence for flags that do not go together, or a backend that cannot run (None
-    when all is well)."""
-    backend = keras_backend_name()
-    if args.dataset == "csv" and (args.csv_path is None or args.target is None):
-        return "--csv PATH and --target COLUMN go together"
-    if args.target is not None and args.csv_path is None:
-        return "--target names a column of --csv PATH; give the file too"
-    if args.freeze_zeros and args.solver != "proximal":
-        return "--freeze-zeros needs --solver proximal"
-    if demo == "keras" and args.strategy == "multiworker":
-        return ("Keras 3's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585"
-                "), so demo_keras.py cannot use --strategy multiworker: run demo_tensorflow.py")
-    if demo == "keras" and args.strategy != "none" and backend not in ("tensorflow", "jax"):
-        return (f"--strategy runs on TensorFlow (tf.distribute) or JAX (Keras' DataParallel), "
-                f"and Keras runs on {backend} here: run with KERAS_BACKEND=tensorflow or jax, "
-                "or without --strategy")
-    if args.adaptive is not None and args.group_strength == 0:
-        return "--adaptive weighs the group Lasso: --group must be above 0"
-    if args.patience is not None and not args.finetune:
-        return "--patience stops --finetune early: give --finetune N too"
-    return backend_problem(backend, demo)  # the flags first, then what this machine has
-
-
-PATH_FLAGS = {"val_fraction": "--val-fraction", "path_points": "--path-points",
-              "path_lambdas": "--path-lambdas", "path_epochs": "--path-epochs",
-              "select": "--select", "max_units": "--max-units", "cv": "--cv"}
-
-
-def _check_path(args, given):
-    """The path's flags make sense together, before anything is trained."""
-    if {"path_points", "path_lambdas"} <= given:
-        return "--path-lambdas replaces the grid of --path-points: give one of them"
-    if {"select", "max_units"} <= given:
-        return "--max-units K is a selection rule of its own: drop --select"
-    flags = [flag for name, flag in PATH_FLAGS.items() if name in given]
-    if not args.path:
-        if args.patience is not None:  # early stopping needs a validation split too
-            flags = [flag for flag in flags if flag != "--val-fraction"]
-        return f"{flags[0]} belongs to --path; add --path or drop it" if flags else None
-    if args.group_strength == 0 and args.l1 == 0:
-        return "--path grows the group Lasso (or L1) strength: --group or --l1 must be above 0"
-    lambdas = args.path_lambdas
-    if lambdas is not None and any(b <= a for a, b in zip(lambdas, lambdas[1:])):
-        return "--path-lambdas must increase strictly, got " + " ".join(f"{v:g}" for v in lambdas)
-    smallest = 1 + len(args.hidden)  # one input and one unit in each hidden layer
-    if args.max_units is not None and args.max_units < smallest:
-        return (f"--max-units {args.max_units} is below the smallest network ({smallest} "
-                "units: one input and one unit per hidden layer)")
-    if args.strategy != "none":
-        return "--path runs on one device; drop --strategy"
-    if args.cv is not None and "val_fraction" in given:
-        return (f"--cv {args.cv} holds out 1/{args.cv} of the training rows in each fold; "
-                "drop --val-fraction")
-    return None
+def load_or_exit(config):
+    """The data set of a Config (common.data); bad data ends the program with one sentence
+    and exit code 2."""
+    try:
+        data = load_dataset(config.dataset, config.seed, config.csv_path, config.target,
+                            config.val_fraction if config.uses_validation else None)
+        if config.cv:  # the folds can be carved: said now, not after the run's own path
+            fold_datasets(data, config.cv, config.seed)
+        return data
+    except ValidationTooSmall as error:  # named by the flag the user gave (or the preset's)
+        flag = f"--cv {config.cv}" if config.cv else f"--val-fraction {error.fraction:g}"
+        print(f"error: {error.says(flag)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -167,7 +167,7 @@ def _derived(seed, offset):
 
 
 class ValidationTooSmall(DataError):
-    """The validation split would hold too few rows (load_or_exit names the flag that set
+    """The validation split would hold too few rows (config.load_or_exit names the flag that set
     its share: `says(flag)`)."""
 
     def __init__(self, name, fraction, total, rows):
@@ -227,25 +227,6 @@ def fold_datasets(data, folds, seed):
             y_train=np.concatenate([data.y_train[kept], data.y_val]),
             x_val=data.x_train[part], y_val=data.y_train[part], x_test=None, y_test=None))
     return datasets
-
-
-def load_or_exit(config):
-    """load_dataset for a Config; bad data ends the program with one sentence and exit code 2."""
-    import sys
-
-    try:
-        data = load_dataset(config.dataset, config.seed, config.csv_path, config.target,
-                            config.val_fraction if config.uses_validation else None)
-        if config.cv:  # the folds can be carved: said now, not after the run's own path
-            fold_datasets(data, config.cv, config.seed)
-        return data
-    except ValidationTooSmall as error:  # named by the flag the user gave (or the preset's)
-        flag = f"--cv {config.cv}" if config.cv else f"--val-fraction {error.fraction:g}"
-        print(f"error: {error.says(flag)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def metric_name(task):

@@ -10,9 +10,9 @@ import keras
 from common.counting import unit_kernels, unit_names
 from common.eventfile import EventFile
 from common.files import unless_disk_full
-from common.tensorboard import (Trial, cv_summaries, describe, kernel_summaries, pictures_due,
-                                run_start_summaries, scalar_summary, step_scalar_protos,
-                                write_point_trial)
+from common.tensorboard import (cv_summaries, describe, kernel_summaries, pictures_due,
+                                run_start_summaries, scalar_summary, step_scalar_protos)
+from common.trials import Trial, write_point_trial
 
 
 class EventWriter:
@@ -22,21 +22,21 @@ class EventWriter:
     (another worker) writes nothing.
     """
 
-    def __init__(self, run_dir, history, model, config, task, split, chief=True,
+    def __init__(self, run_dir, history, model, settings, task, split, chief=True,
                  total_epochs=None, demo="keras"):
         self.history, self.split = history, split
-        self.run_dir, self.config, self.task, self.demo = run_dir, config, task, demo
+        self.run_dir, self.settings, self.task, self.demo = run_dir, settings, task, demo
         self.kernels = unit_kernels(model)
         self.names = unit_names(len(self.kernels))
-        self.threshold, self.pictures = config.threshold, not config.no_pictures
-        self.total_epochs = total_epochs or config.epochs  # the pictures' spacing
+        self.threshold, self.pictures = settings["threshold"], not settings["no_pictures"]
+        self.total_epochs = total_epochs or settings["epochs"]  # the pictures' spacing
         self.file = EventFile(run_dir, enabled=chief)
         self.epochs_written = self.tests_written = 0
         self._described = False  # the per-epoch tags carry their text once, in their first value
         self.pictured = None  # the epoch of the last pictures
-        for summary in run_start_summaries(config, demo, len(self.kernels)):
+        for summary in run_start_summaries(settings, demo, len(self.kernels)):
             self.file.write(summary, 0)
-        self.trial = Trial(run_dir, config, demo, enabled=chief)
+        self.trial = Trial(run_dir, settings, demo, enabled=chief)
 
     def write_new_records(self):
         epochs = self.history.epoch_records[self.epochs_written:]
@@ -67,7 +67,7 @@ class EventWriter:
         """A kept path point: its own TensorBoard run and HParams trial `path-NN`, and
         `path/*` scalars at the point's index (one step axis per chart)."""
         if self.file.enabled:
-            values = write_point_trial(self.run_dir, self.config, self.demo, point, self.task)
+            values = write_point_trial(self.run_dir, self.settings, self.demo, point, self.task)
             for tag, value in values.items():
                 self.file.write(scalar_summary(tag, value), point.index)
 

@@ -8,17 +8,17 @@ from common.data import metric_name
 from common.penalties import GroupSparse
 
 
-def make_regularizer(config):
-    """One GroupSparse per kernel (inputs first) with the config's strengths (the same on
-    every kernel, or --group/--l1's one per kernel) and solver; None when all are 0."""
-    kernels = len(config.hidden) + 1
-    groups = config.group_layers or (config.group_strength,) * kernels
-    l1s = config.l1_layers or (config.l1,) * kernels
-    if not any(groups) and not any(l1s) and config.l2 == 0:
+def make_regularizer(kernels, group_strength, l1=0.0, l2=0.0, proximal=False):
+    """One GroupSparse per kernel of a network with `kernels` kernels (inputs first):
+    `group_strength` and `l1` are one value for every kernel or one per kernel; applied by
+    a proximal step when `proximal`. None when every strength is 0."""
+    groups = (tuple(group_strength) if isinstance(group_strength, (list, tuple))
+              else (group_strength,) * kernels)
+    l1s = tuple(l1) if isinstance(l1, (list, tuple)) else (l1,) * kernels
+    if not any(groups) and not any(l1s) and l2 == 0:
         return None
-    return [GroupSparse(group_strength=group, l1=l1, l2=config.l2,
-                        proximal=config.solver == "proximal")
-            for group, l1 in zip(groups, l1s)]
+    return [GroupSparse(group_strength=group, l1=one_l1, l2=l2, proximal=proximal)
+            for group, one_l1 in zip(groups, l1s)]
 
 
 def is_proximal(regularizer):
@@ -28,14 +28,14 @@ def is_proximal(regularizer):
     return regularizer is not None and getattr(regularizer, "proximal", False)
 
 
-def make_optimizer(config, regularizer):
-    """Adam with the config's learning rate; wrapped in a ProximalOptimizer when the
-    regularizer (one, or one per kernel) is applied proximally."""
-    optimizer = keras.optimizers.Adam(config.lr)
+def make_optimizer(lr, regularizer=None, freeze_zeros=False):
+    """Adam at learning rate `lr`; wrapped in a ProximalOptimizer when the regularizer (one,
+    or one per kernel) is applied proximally (`freeze_zeros`: a group at zero stays there)."""
+    optimizer = keras.optimizers.Adam(lr)
     if is_proximal(regularizer):
         from common.proximal_optimizer import ProximalOptimizer
 
-        optimizer = ProximalOptimizer(optimizer, freeze_zeros=config.freeze_zeros)
+        optimizer = ProximalOptimizer(optimizer, freeze_zeros=freeze_zeros)
     return optimizer
 
 

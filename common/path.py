@@ -54,9 +54,9 @@ class PathPoint:
                 "val_metric": self.val_metric, "val_se": self.val_se, "val_loss": self.val_loss}
 
 
-def base_strength(config):
+def base_strength(group_strength, l1):
     """The strength a path lambda replaces: the group Lasso's, or L1's when it is alone."""
-    return config.group_strength or config.l1
+    return group_strength or l1
 
 
 def attach_scale(model):
@@ -110,28 +110,28 @@ def layer_lambda_max(model, x, y, task):
     return tops
 
 
-def lambda_grid(config, model, data):
-    """The path's lambdas: the user's, or a geometric grid below the lambda at which every
-    layer is held empty (layer_lambda_max)."""
-    if config.path_lambdas:
-        return list(config.path_lambdas)
+def lambda_grid(model, data, num_points, group_strength, l1):
+    """The path's `num_points` lambdas: a geometric grid below the lambda at which every
+    layer is held empty (layer_lambda_max). `group_strength` and `l1`: the run's largest
+    strengths (the kernels' own are these times a factor)."""
     # For an L1-only path this is an upper bound: a weight's gradient is below its row's.
     tops = layer_lambda_max(model, data.x_train, data.y_train, data.task)
     # A layer whose strength is c times the base is emptied at path lambda top / c.
-    base = base_strength(config)
-    factors = [regularizer.group_strength / base if config.group_strength else 1.0
+    base = base_strength(group_strength, l1)
+    factors = [regularizer.group_strength / base if group_strength else 1.0
                for _, regularizer in kernel_regularizers(model)] or [1.0] * len(tops)
     top = max(layer_top / factor for layer_top, factor in zip(tops, factors) if factor > 0)
-    return [float(value) for value in np.geomspace(top * GRID_RATIO, top, config.path_points)]
+    return [float(value) for value in np.geomspace(top * GRID_RATIO, top, num_points)]
 
 
-def path_epochs(config):
-    """Epochs per point: --path-epochs, or a fifteenth of the dense budget, rounded down to
-    whole chunks of --eval-every epochs (so the Keras demo's graph serves every point)."""
-    if config.path_epochs:
-        return config.path_epochs
-    epochs = max(config.epochs // 15, 1)
-    return epochs // config.eval_every * config.eval_every or epochs
+def path_epochs(given, epochs, eval_every):
+    """Epochs per point: `given` (--path-epochs), or a fifteenth of the dense budget's
+    `epochs`, rounded down to whole chunks of `eval_every` epochs (so the Keras demo's graph
+    serves every point)."""
+    if given:
+        return given
+    per_point = max(epochs // 15, 1)
+    return per_point // eval_every * eval_every or per_point
 
 
 def stop_reason(points, losses=None):
@@ -203,19 +203,21 @@ def select_point(records, task, rule="1se", max_units=None):
                                           -records[index]["lambda"])), "1se"
 
 
-def finish_path(model, points, data, config, ended, chosen_from=None):
+def finish_path(model, points, task, ended, epochs_per_point, rule="1se", max_units=None,
+                chosen_from=None, folds=None):
     """Load the selected point's weights into `model`; the run.json fields of the path.
-    `chosen_from`: the records to choose among instead of the points' own (--cv's pooled
-    records, one per point index)."""
+    `rule`, `max_units`: select_point's; `chosen_from`: the records to choose among instead
+    of the points' own (the pooled records of `folds`-fold cross-validation, one per point
+    index)."""
     records = [point.as_dict() for point in points]
     if not records:
         return {"path": [], "path_ended": ended, "selected": None}
     scored = chosen_from or records
-    index, rule = select_point(scored, data.task, config.select, config.max_units)
+    index, rule = select_point(scored, task, rule, max_units)
     model.set_weights(points[index].weights)
-    metric = metric_name(data.task)
-    return {"path": records, "path_ended": ended, "path_epochs": path_epochs(config),
-            "selected": {"index": index, "rule": rule + (f", {config.cv}-fold cross-validation"
+    metric = metric_name(task)
+    return {"path": records, "path_ended": ended, "path_epochs": epochs_per_point,
+            "selected": {"index": index, "rule": rule + (f", {folds}-fold cross-validation"
                                                          if chosen_from else ""),
                          "lambda": points[index].lam, "val_" + metric: scored[index]["val_metric"],
                          "val_se": scored[index]["val_se"]}}

@@ -85,11 +85,11 @@ def plot_path(records, selected, path, metric, title, pooled=None, task="regress
     plt.close(figure)
 
 
-def path_files(chosen, run_dir, metric, config, task="regression"):
+def path_files(chosen, run_dir, metric, dataset, task="regression"):
     """Keras demo: (path, write) pairs for path.csv and path.png; none without a path."""
     if not chosen.get("path"):
         return []
-    title = (f"{config.dataset}: lambda path of {len(chosen['path'])} points (the first at "
+    title = (f"{dataset}: lambda path of {len(chosen['path'])} points (the first at "
              f"lambda 0), {chosen['path_ended']}")
     return [(run_dir / "path.csv", lambda file: write_path_csv(chosen["path"], file, metric)),
             (run_dir / "path.png", lambda file: plot_path(

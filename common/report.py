@@ -1,28 +1,16 @@
-"""What both demos print: the config once, one progress bar, the final table."""
+"""What both demos print: the settings once, one progress bar, the final table."""
 
-import dataclasses
 import sys
 import time
 
 from common.data import metric_name
 
 
-def print_config(config, demo):
-    """The settings once, at the start; the path's and the workers' only where they apply."""
-    hidden = set()
-    if not config.path:
-        hidden |= {"path_points", "path_lambdas", "path_epochs", "select",
-                   "max_units"}
-    else:  # the path chooses lambda (--group's values, if given, set only the layers' ratios)
-        hidden.add("group_strength")
-    if not config.uses_validation:
-        hidden.add("val_fraction")
-    if config.strategy != "multiworker":
-        hidden.add("connect_timeout")
-    fields = ", ".join(f"{key}={value}" for key, value in dataclasses.asdict(config).items()
-                       if value not in (None, False) and key not in hidden)
+def print_config(settings, demo):
+    """The settings once, at the start (Config.applying: those that apply)."""
     import keras
 
+    fields = ", ".join(f"{key}={value}" for key, value in settings.items())
     print(f"demo_{demo} on {keras.backend.backend()}: {fields}", flush=True)
 
 

@@ -27,10 +27,10 @@ from common.distribute import is_chief, make_strategy
 from common.files import is_disk_full_message, new_run_dir
 from common.fitting import finetune
 from common.lifecycle import raise_if_stopped, stop_on_signals, stop_status
-from common.model import build_model, evaluate, make_optimizer, make_regularizer
+from common.model import build_model, evaluate
 from common.pruning import prune_model, thresholded_copy, with_scaling
 from common.report import ProgressBar, print_config
-from common.stages import PathRun
+from common.stages import PathRun, optimizer_of, regularizer_of
 from common.summary import Outcome, finish_run
 
 
@@ -43,17 +43,18 @@ class Run:
 
     def __init__(self, demo, config, data, on_progress=None, unit="step"):
         self.demo, self.config, self.data, self.unit = demo, config, data, unit
+        self.settings = config.settings()  # what the outputs read
         self.on_progress = on_progress
         started = time.perf_counter()
         self.strategy = make_strategy(config.strategy)  # first: multi-worker set-up comes first
         self.chief = is_chief(self.strategy)  # only the chief writes files
         keras.utils.set_random_seed(config.seed)
         self.run_dir = new_run_dir(config.logdir, demo, self.chief)
-        print_config(config, demo)
+        print_config(config.applying(), demo)
         with self.strategy.scope():
-            self.regularizer = make_regularizer(config)
+            self.regularizer = regularizer_of(config)
             self.model = build_model(data, config.hidden, self.regularizer)
-            self.optimizer = make_optimizer(config, self.regularizer)
+            self.optimizer = optimizer_of(config, self.regularizer)
             self.optimizer.build(self.model.trainable_variables)  # before a graph is traced
         self.outcome = Outcome("completed", 0, count_active_units(self.model, config.threshold),
                                started, startup_seconds(started))
@@ -134,11 +135,13 @@ class Run:
     def in_chunks(self, steps, size, train_chunk, after_chunk):
         """A custom loop's `steps` steps, as calls of `train_chunk(n)` for at most `size` steps
         each (it returns the steps it took, and the last step's data loss, penalty and active
-        units), each followed by `after_chunk(done, end)`. False when the loss diverged."""
+        units: numbers or scalar tensors), each followed by `after_chunk(done, end)`. False
+        when the loss diverged."""
         end = self.done + steps
         while self.done < end:
             done, started = self.done, time.perf_counter()
-            taken, loss, penalty, units = train_chunk(min(size, end - done))
+            taken, loss, penalty, units = map(float, train_chunk(min(size, end - done)))
+            taken = int(taken)
             self.done = done + taken  # trained, whatever happens next
             seconds = (time.perf_counter() - started  # a call that traced is not timed
                        if done > 0 and not self._retraced else None)
@@ -249,7 +252,7 @@ class Run:
             outcome.ms_per_step = 1000.0 * self._timing[0] / self._timing[1]
         record, models = self.summarize()
         return finish_run(
-            self.demo, self.config, self.data, self.run_dir, outcome, record, models, files,
+            self.demo, self.settings, self.data, self.run_dir, outcome, record, models, files,
             extra={"num_replicas": self.strategy.num_replicas_in_sync, **(extra or {}),
                    **self.chosen},
             footer=[*footer, ("view it with", f"tensorboard --logdir {self.config.logdir}")],

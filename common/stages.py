@@ -16,9 +16,20 @@ from common.batches import count_epoch_steps
 from common.crossval import FoldPaths, cv_records
 from common.data import fold_datasets
 from common.engine import XLA_FOLD_STEPS
-from common.model import build_model, make_regularizer
+from common.model import build_model, make_optimizer, make_regularizer
 from common.path import (attach_scale, base_strength, finish_path, lambda_grid, path_epochs,
                          run_path)
+
+
+def regularizer_of(config):
+    """The run's penalty from the command line: one GroupSparse per kernel (common.model)."""
+    return make_regularizer(len(config.hidden) + 1, config.group_layers or config.group_strength,
+                            config.l1_layers or config.l1, config.l2, config.solver == "proximal")
+
+
+def optimizer_of(config, regularizer):
+    """Adam at --lr, applying `regularizer` proximally with --solver proximal."""
+    return make_optimizer(config.lr, regularizer, config.freeze_zeros)
 
 
 def adam_state(optimizer, model):
@@ -51,7 +62,10 @@ class PathRun:
         self.initial_weights = model.get_weights() if config.cv else None
         self.scale = attach_scale(model) if config.path else None
         num_points = len(config.path_lambdas or ()) or config.path_points
-        self.total_epochs = num_points * path_epochs(config) if config.path else 0
+        # Epochs per point, and the strength a path lambda replaces.
+        self.point_epochs = path_epochs(config.path_epochs, config.epochs, config.eval_every)
+        self.base = base_strength(config.group_strength, config.l1)
+        self.total_epochs = num_points * self.point_epochs if config.path else 0
 
     def train(self, train_epochs, show=None, on_point=None, on_penalty_change=None,
               on_chunk=None):
@@ -87,19 +101,20 @@ class PathRun:
         config, data = self.config, self.data
         if config.adaptive is not None:
             self._weigh_groups(on_penalty_change)
-        lambdas = lambda_grid(config, self.model, data)
+        lambdas = list(config.path_lambdas or lambda_grid(
+            self.model, data, config.path_points, config.group_strength, config.l1))
         others = fold_datasets(data, config.cv, config.seed) if config.cv else []
         if others:
             print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
                   f"each, scored on {len(others[0].x_val)}) train beside the path, together",
                   file=sys.stderr, flush=True)
         # A fresh network of the same settings lends its layers.
-        template = build_model(data, config.hidden, make_regularizer(config))
+        template = build_model(data, config.hidden, regularizer_of(config))
 
         def start(folds):
             steps = count_epoch_steps(len(data.x_train), config.batch_size)
             fold_steps = len(folds) * steps * (config.epochs + (len(lambdas) + 1) * (
-                path_epochs(config) + config.finetune))
+                self.point_epochs + config.finetune))
             search = FoldPaths(
                 template, folds, start_weights=self.initial_weights or self.model.get_weights(),
                 lr=config.lr, batch_size=config.batch_size, seed=config.seed,
@@ -122,8 +137,7 @@ class PathRun:
         parts = [(points, len(fold.x_val)) for points, fold in zip(search.points[1:], others)]
 
         def train_point(index, lam):
-            reason = search.train_point(index, lam, lam / base_strength(config),
-                                        path_epochs(config))
+            reason = search.train_point(index, lam, lam / self.base, self.point_epochs)
             if len(search.points[0]) <= index:  # not measured: a fold's loss overflowed
                 if reason == "diverged":  # the run's own: the points before it stand
                     reason = f"the loss became not finite at lambda {lam:.3g}"
@@ -168,10 +182,12 @@ class PathRun:
                 cv["cv"]["records"] = pooled
             else:  # interrupted (or the path diverged): its own validation split chooses
                 cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
-        chosen = finish_path(self.model, self.points, self.data, self.config, self.ended, pooled)
+        chosen = finish_path(self.model, self.points, self.data.task, self.ended,
+                             self.point_epochs, self.config.select, self.config.max_units,
+                             pooled, self.config.cv)
         if chosen["selected"] is not None and self.scale is not None:
             # The model carries the penalty it was chosen with (saved with --save-model).
-            factor = chosen["selected"]["lambda"] / base_strength(self.config)
+            factor = chosen["selected"]["lambda"] / self.base
             for _, regularizer in kernel_regularizers(self.model):
                 regularizer.group_strength *= factor
                 regularizer.l1 *= factor

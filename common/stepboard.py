@@ -13,9 +13,10 @@ import tensorflow as tf
 from common.counting import unit_names
 from common.data import metric_name
 from common.files import unless_disk_full
-from common.tensorboard import (Trial, cv_summaries, describe, kernel_summaries, pictures_due,
+from common.tensorboard import (cv_summaries, describe, kernel_summaries, pictures_due,
                                 run_start_summaries, scalar_summary, step_scalar_protos,
-                                step_scalar_tags, write_point_trial)
+                                step_scalar_tags)
+from common.trials import Trial, write_point_trial
 
 
 def write_raw(writer, summaries):
@@ -56,16 +57,17 @@ class StepBoard:
     run, the pictures; `records` writes a path point's steps trained by common/engine.py."""
 
     def __init__(self, run, kernels, total_steps):
-        config = run.config
-        self.kernels, self.names, self.threshold = kernels, unit_names(len(kernels)), config.threshold
-        self.split, self.total, self.pictures = run.split, total_steps, not config.no_pictures
+        settings = run.settings
+        self.kernels, self.names = kernels, unit_names(len(kernels))
+        self.threshold, self.pictures = settings["threshold"], not settings["no_pictures"]
+        self.split, self.total = run.split, total_steps
         self.run, self.metric = run, metric_name(run.data.task)
         self.writer = (tf.summary.create_file_writer(str(run.run_dir)) if run.chief
                        else tf.summary.create_noop_writer())
         self._records = RecordWriter(self.writer, self.names, self.threshold, described=True)
         write_raw(self.writer, [(0, summary) for summary in run_start_summaries(
-            config, run.demo, len(kernels))])
-        self.trial = Trial(run.run_dir, config, run.demo, enabled=run.chief)
+            settings, run.demo, len(kernels))])
+        self.trial = Trial(run.run_dir, settings, run.demo, enabled=run.chief)
         self.pictured = None  # the step of the last pictures
 
     def step(self, step, loss, penalty, counts):
@@ -103,7 +105,7 @@ class StepBoard:
         """A kept path point: its own TensorBoard run and HParams trial `path-NN`, and
         `path/*` scalars in the main run at the point's index (one step axis per chart)."""
         if self.run.chief:
-            values = write_point_trial(self.run.run_dir, self.run.config, self.run.demo, point,
+            values = write_point_trial(self.run.run_dir, self.run.settings, self.run.demo, point,
                                        self.run.data.task)
             write_raw(self.writer, [(point.index, scalar_summary(tag, value))
                                     for tag, value in values.items()])

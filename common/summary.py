@@ -35,11 +35,12 @@ class Outcome:
 SCHEMA_VERSION = 2
 
 
-def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=(), extra=None,
+def finish_run(demo, settings, data, run_dir, outcome, record, models=(), files=(), extra=None,
                footer=(), chief=True):
     """Save and print; returns the summary that run.json holds.
 
-    `record` holds the trained model's counts and test metrics (None when its weights are
+    `settings`: the run's (Config.settings, run.json's `config`); `record` holds the trained
+    model's counts and test metrics (None when its weights are
     not finite), `models` (file name, model) pairs to save in `run_dir`, and `files` the
     demo's own outputs as (path, write) pairs, `write(temporary_path)` writing the file. A
     file that cannot be written (a full disk) is named in one sentence and in run.json's
@@ -50,7 +51,7 @@ def finish_run(demo, config, data, run_dir, outcome, record, models=(), files=()
         "schema_version": SCHEMA_VERSION,  # common/README.md, "run.json", says what each field is
         "demo": demo, "backend": keras.backend.backend(), "status": outcome.status,
         "message": outcome.message,
-        "config": dataclasses.asdict(config),
+        "config": settings,
         "dataset": {"name": data.name, "task": data.task, "feature_names": data.feature_names},
         "units_before": outcome.units_before.as_dict(), "steps": outcome.steps,
         "final_loss": outcome.final_loss,

@@ -1,4 +1,4 @@
-"""What both demos show in TensorBoard: the same tags, one HParams trial per run, pictures.
+"""What both demos show in TensorBoard: the same tags and pictures (common.trials: HParams).
 
     tensorboard --logdir summaries
 
@@ -9,19 +9,10 @@ times a run, at the end of an --eval-every chunk and always at the end of the ru
 `weights/kernels/<layer>` (Images: |W| with one row per unit; a removed unit is a black row).
 Tags sort so that TensorBoard opens on `loss` and `neurons`. Once: the settings that differ
 from the defaults as text, and a custom-scalars chart of the units.
-
-The HParams trial of a run is a TensorBoard run of its own, `<run>/trial`: its settings at the
-start, its results (`result/*`) at the end, nothing else, so the trials' metrics are the
-results only. A path point's run `<run>/path-NN` is the point's trial. No experiment summary
-is written: TensorBoard builds it from every trial in the log folder, so the settings that
-differ between the trials are the columns it shows first.
 """
 
-import dataclasses
 import io
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 from PIL import Image  # Matplotlib's own dependency
@@ -31,29 +22,15 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.compat.proto.types_pb2 import DT_DOUBLE, DT_FLOAT, DT_STRING
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalars
-from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 
-from common.backend import keras_backend_name
 from common.config import default_settings
 from common.counting import unit_names
 from common.data import metric_name
-from common.eventfile import EventFile
-
-# The settings that are hyperparameters (not paths, display or logging options); a trial
-# carries those that have a value, the path's only on a path run.
-HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",
-           "l1", "l1_layers", "l2", "adaptive", "threshold", "solver", "freeze_zeros", "seed",
-           "finetune", "patience", "preset", "strategy", "path", "val_fraction", "path_points",
-           "path_epochs", "select", "max_units", "cv")
-PATH_HPARAMS = ("val_fraction", "path_points", "path_epochs", "select", "max_units", "cv")
-TRIAL_RUN = "trial"  # <run>/trial: the run's HParams trial
-DEMO_LABELS = {"tensorflow": "TF", "keras": "Keras"}
-
 
 # TensorBoard shows 10 images per tag (its --samples_per_plugin default): a picture every
 # chunk (60 of them in the default TF run, 100 in the Keras one) cost 5 % of every step.
@@ -81,53 +58,18 @@ def describe(threshold):
     }
 
 
-def result_descriptions(task):
-    """The HParams metrics a trial writes at its end (`result/*`): tag -> description."""
-    metric = metric_name(task)
-    return {f"result/test_{metric}": f"test {metric} of the trained network",
-            f"result/val_{metric}": f"validation {metric} of the chosen network (a path point's "
-                                    "own, in its trial)",
-            "result/active_units": "active units at the end, inputs included",
-            "result/params_after": "parameters of the pruned network",
-            "result/data_loss": "the last training data loss"}
-
-
-def hparam_values(config, demo, lam=None):
-    """A trial's hyperparameters: the demo, the Keras backend, the settings that have a value
-    (a path run's lambdas are its points', `lam`, not --group)."""
-    values = {"demo": demo, "backend": keras_backend_name()}
-    skipped = ("group_strength", "group_layers") if config.path else PATH_HPARAMS
-    for key in HPARAMS:
-        value = getattr(config, key)
-        if value is not None and key not in skipped:
-            values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    if lam is not None:
-        values["lambda"] = lam
-    return values
-
-
-def trial_id(demo, run_name, point=None):
-    """A trial's name: what tells trials apart first (HParams shows about 13 characters of
-    it), "TF 11:02:34" or "TF p03 11:02:34", then the run folder, which makes it unique."""
-    stamp = re.match(r"\d{8}-(\d\d)(\d\d)(\d\d)Z", run_name)
-    words = [DEMO_LABELS.get(demo, demo), None if point is None else f"p{point:02d}",
-             ":".join(stamp.groups()) if stamp else None]
-    folder = run_name if point is None else f"{run_name}/path-{point:02d}"
-    return " ".join(word for word in words if word) + f" ({folder})"
-
-
-def settings_text(config, demo):
-    """The settings that differ from the demo's defaults, as a Markdown table."""
-    defaults = default_settings(demo, config.solver)
+def settings_text(settings, demo):
+    """The `settings` (a dict) that differ from the demo's defaults, as a Markdown table."""
+    defaults = default_settings(demo, settings["solver"])
     rows = [f"| {key} | {value} | {defaults[key]} |"
-            for key, value in dataclasses.asdict(config).items() if value != defaults[key]]
+            for key, value in settings.items() if value != defaults[key]]
     head = f"The settings of this run that differ from `python demo_{demo}.py`'s defaults"
     if not rows:
         return f"Every setting at `python demo_{demo}.py`'s default."
     return head + ":\n\n| setting | value | default |\n|---|---|---|\n" + "\n".join(rows)
 
 
-def run_start_summaries(config, demo, num_kernels):
+def run_start_summaries(settings, demo, num_kernels):
     """The main run's summaries for step 0: the settings that differ from the defaults as
     text, and a custom-scalars chart with every layer's units and the total."""
     names = unit_names(num_kernels)
@@ -135,78 +77,10 @@ def run_start_summaries(config, demo, num_kernels):
         layout_pb2.Chart(title="active units per layer and in total",
                          multiline=layout_pb2.MultilineChartContent(
                              tag=[r"^neurons$", *[rf"^units/{name}$" for name in names]]))])])
-    return [text_pb("config", settings_text(config, demo)),
+    return [text_pb("config", settings_text(settings, demo)),
             tensor_summary(custom_scalars.CONFIG_SUMMARY_TAG,
                            TensorProto(dtype=DT_STRING, string_val=[layout.SerializeToString()]),
                            custom_scalars.create_summary_metadata())]
-
-
-class Trial:
-    """A run's HParams trial, the TensorBoard run `<run>/trial`: its settings now, its
-    results at `close` (`enabled` False, another worker: nothing)."""
-
-    def __init__(self, run_dir, config, demo, enabled=True):
-        self.file = EventFile(Path(run_dir) / TRIAL_RUN, enabled)
-        self.file.write(hparams_summary.hparams_pb(hparam_values(config, demo),
-                                                   trial_id=trial_id(demo, Path(run_dir).name)), 0)
-        self.file.flush()
-
-    def close(self, summary, step):
-        """The run's results (run.json's `summary`) at its last `step`."""
-        try:
-            for step_, proto in result_summaries(run_results(summary), summary["dataset"]["task"],
-                                                 step):
-                self.file.write(proto, step_)
-        finally:
-            self.file.close()
-
-
-def run_results(summary):
-    """The `result/*` values of a run from its summary (run.json): those it has."""
-    metric = metric_name(summary["dataset"]["task"])
-    values = {"result/data_loss": summary.get("final_loss")}
-    if summary.get("units_after"):
-        units = summary["units_after"]
-        values["result/active_units"] = units["inputs"] + sum(units["hidden"])
-    if summary.get("test"):
-        values[f"result/test_{metric}"] = summary["test"][metric]
-    if summary.get("pruned"):
-        values["result/params_after"] = summary["pruned"]["params_after"]
-    if summary.get("selected"):
-        values[f"result/val_{metric}"] = summary["selected"][f"val_{metric}"]
-    return {tag: value for tag, value in values.items() if value is not None}
-
-
-def result_summaries(values, task, step):
-    """(step, Summary proto) pairs of `result/*` values, each with its description."""
-    text = result_descriptions(task)
-    return [(step, scalar_summary(tag, value, text[tag])) for tag, value in values.items()]
-
-
-def write_point_trial(run_dir, config, demo, point, task):
-    """A kept path point's run `<run>/path-NN`, its HParams trial (the run's settings with
-    the point's lambda; its validation metric, units and parameters as results, at the
-    point's index), written whole or not at all. Returns the main run's `path/*` values."""
-    import shutil
-
-    metric = metric_name(task)
-    point_dir = Path(run_dir) / f"path-{point.index:02d}"
-    results = {f"result/val_{metric}": point.val_metric, "result/active_units": point.total_units,
-               "result/params_after": point.params}
-    file = EventFile(point_dir)
-    try:
-        file.write(hparams_summary.hparams_pb(
-            hparam_values(config, demo, point.lam),
-            trial_id=trial_id(demo, Path(run_dir).name, point.index)), point.index)
-        for step, proto in result_summaries(results, task, point.index):
-            file.write(proto, step)
-        file.close()
-    except Exception:  # a full disk: no half-written point run is left behind
-        file.close()
-        shutil.rmtree(point_dir, ignore_errors=True)
-        raise
-    return {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
-            "path/params": point.params, "path/lambda": point.lam}
 
 
 def tensor_summary(tag, tensor, metadata):

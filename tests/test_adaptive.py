@@ -7,8 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from common.config import parse_config
-from common.data import load_or_exit
+from common.config import load_or_exit, parse_config
 from common.penalties import GroupSparse, adaptive_weights, group_lasso
 from common.proximal import prox_group_sparse
 from tests.helpers import group_prox_reference, raw_inputs

@@ -222,7 +222,7 @@ def test_strategy_on_torch_is_one_line_and_exit_2():
 
 
 def test_per_layer_strengths_and_the_new_stages_fill_the_config():
-    from common.model import make_regularizer
+    from common.stages import regularizer_of
 
     config = parse_config(["--group", "1e-3", "3e-3", "3e-3", "--l1", "0", "1e-4", "0",
                            "--adaptive", "--finetune", "500", "--patience", "20",
@@ -230,7 +230,7 @@ def test_per_layer_strengths_and_the_new_stages_fill_the_config():
     assert config.group_layers == (1e-3, 3e-3, 3e-3) and config.group_strength == 3e-3
     assert config.l1_layers == (0.0, 1e-4, 0.0) and config.adaptive == 1.0
     assert config.finetune == 500 and config.patience == 20 and config.uses_validation
-    assert [(r.group_strength, r.l1) for r in make_regularizer(config)] == [
+    assert [(r.group_strength, r.l1) for r in regularizer_of(config)] == [
         (1e-3, 0.0), (3e-3, 1e-4), (3e-3, 0.0)]
     assert parse_config(["--adaptive", "0.5"]).adaptive == 0.5
     plain = parse_config([])
@@ -290,7 +290,7 @@ def test_the_config_line_of_a_path_run_leaves_out_the_base_strength(capsys):
 
     for argv, shown in [([], True), (["--path"], False), (["--path", "--group", "1", "2", "3"],
                                                           False)]:
-        print_config(parse_config(argv, "keras"), "keras")
+        print_config(parse_config(argv, "keras").applying(), "keras")
         line = capsys.readouterr().out
         assert ("group_strength=" in line) == shown, argv
         assert ("group_layers=" in line) == ("--group" in argv)

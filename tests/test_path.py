@@ -12,8 +12,9 @@ import demo_tensorflow
 from common import count_active_units
 from common.config import parse_config
 from common.data import DataError, Dataset, load_dataset
-from common.model import build_model, make_optimizer, make_regularizer, metric_and_standard_error
+from common.model import build_model, metric_and_standard_error
 from common.path import attach_scale, lambda_grid, select_point, set_scale
+from common.stages import optimizer_of, regularizer_of
 from tests.helpers import full_batch_fit, raw_inputs, read_scalars
 
 
@@ -91,9 +92,9 @@ def small_path_setup(**overrides):
                            "--logdir", "/tmp"] + sum(([f"--{k}", str(v)] for k, v in overrides.items()), []))
     data = load_dataset("boston", seed=0, val_fraction=config.val_fraction)
     keras.utils.set_random_seed(0)
-    regularizer = make_regularizer(config)
+    regularizer = regularizer_of(config)
     model = build_model(data, config.hidden, regularizer)
-    model.compile(optimizer=make_optimizer(config, regularizer), loss="mse")
+    model.compile(optimizer=optimizer_of(config, regularizer), loss="mse")
     scale = attach_scale(model)
     return config, data, model, scale
 
@@ -215,7 +216,7 @@ def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
     """The grid's top end is where even the strongest group stays at zero."""
     config, data, model, scale = small_path_setup()
     full_batch_fit(model, data.x_train, data.y_train, 60)
-    top = lambda_grid(config, model, data)[-1]
+    top = lambda_grid(model, data, config.path_points, config.group_strength, config.l1)[-1]
     dense = [np.array(weight) for weight in model.get_weights()]
     for lam, expect_empty in [(top * 1.5, True), (top * 1e-3, False)]:
         model.set_weights(dense)
@@ -369,7 +370,7 @@ def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch
 
     data = load_dataset("boston", val_fraction=0.2)
     config = parse_config(["--path"])
-    model = build_model(data, config.hidden, make_regularizer(config))
+    model = build_model(data, config.hidden, regularizer_of(config))
     before = [np.array(weight) for weight in model.get_weights()]
     real, calls = common.path.gradient_numpy, []
 
