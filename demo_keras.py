@@ -72,8 +72,8 @@ def train(config, data, on_progress=None):
         # The loss is the data loss; fit adds the GroupSparse kernel regularizers' losses.
         compile_args = dict(optimizer=run.optimizer, loss=loss_name(data.task),
                             metrics=[history.recorder])
-    events = EventWriter(run.run_dir, history, model, run.settings, data.task, run.split, run.chief,
-                         config.epochs + run.path.total_epochs)  # TensorBoard: the TF demo's tags
+    events = EventWriter(run.run_dir, history, model, run.settings, run.changed, data.task,
+                         run.split, DEMO, run.chief, config.epochs + run.path.total_epochs)
 
     def chunk_done(fit_epoch=None, logs=None):  # after a fit() epoch's evaluation
         if history.epoch_records:  # none when the very first epoch diverged

@@ -83,6 +83,13 @@ class Config:
         """Every setting, as a dict: what run.json and the outputs read."""
         return dataclasses.asdict(self)
 
+    def changed(self, demo):
+        """The settings that differ from `python demo_<demo>.py`'s defaults (the threshold's
+        follows the solver): {name: (value, default)}."""
+        defaults = default_settings(demo, self.solver)
+        return {key: (value, defaults[key]) for key, value in self.settings().items()
+                if value != defaults[key]}
+
     def applying(self):
         """The settings that apply to this run and are set: the path's only with --path
         (where the path chooses lambda: --group's values, if given, set only the layers'

@@ -2,7 +2,9 @@
 
 `EventWriter` writes the TF demo's tags (common.tensorboard) per epoch, read from the
 demo's UnitHistory after each fit() epoch: one point per data epoch, the evaluations and,
-about 20 times a run, the pictures. The same on every Keras backend.
+about 20 times a run and at its end, the pictures; the run's HParams trial and each kept
+path point's (common.trials), with `path/*` by point index. The same on every Keras
+backend.
 """
 
 import keras
@@ -22,27 +24,30 @@ class EventWriter:
     (another worker) writes nothing.
     """
 
-    def __init__(self, run_dir, history, model, settings, task, split, chief=True,
-                 total_epochs=None, demo="keras"):
+    def __init__(self, run_dir, history, model, settings, changed, task, split, demo,
+                 chief=True, total_epochs=None):
         self.history, self.split = history, split
         self.run_dir, self.settings, self.task, self.demo = run_dir, settings, task, demo
         self.kernels = unit_kernels(model)
         self.names = unit_names(len(self.kernels))
         self.threshold, self.pictures = settings["threshold"], not settings["no_pictures"]
+        self.path = settings["path"]  # its last pictures: the chosen network, at close
         self.total_epochs = total_epochs or settings["epochs"]  # the pictures' spacing
         self.file = EventFile(run_dir, enabled=chief)
         self.epochs_written = self.tests_written = 0
         self._described = False  # the per-epoch tags carry their text once, in their first value
         self.pictured = None  # the epoch of the last pictures
-        for summary in run_start_summaries(settings, demo, len(self.kernels)):
+        for summary in run_start_summaries(changed, demo, len(self.kernels)):
             self.file.write(summary, 0)
         self.trial = Trial(run_dir, settings, demo, enabled=chief)
 
     def write_new_records(self):
         epochs = self.history.epoch_records[self.epochs_written:]
         tests = self.history.test_records[self.tests_written:]
+        end = self.epochs_written + len(epochs)
         pictures = self.pictures and bool(epochs) and pictures_due(
-            self.epochs_written, self.epochs_written + len(epochs), self.total_epochs)
+            self.epochs_written, end, self.total_epochs) and not (
+                self.path and end >= self.total_epochs)
         self.epochs_written += len(epochs)
         self.tests_written += len(tests)
         for record, summary in zip(epochs, step_scalar_protos(epochs, self.names, self.threshold,
@@ -76,16 +81,19 @@ class EventWriter:
             on_epoch_end=lambda epoch, logs: self.write_new_records())
 
     def close(self, summary):
-        with unless_disk_full():
-            try:
-                self.write_new_records()  # what the last chunk left, e.g. after Ctrl-C
-                # The network the run ends with (a path that stops early ends before its
-                # planned total).
-                if (self.pictures and self.pictured != self.epochs_written
-                        and summary["status"] != "diverged" and self.epochs_written):
-                    self._write_pictures(self.epochs_written)
-                for step, proto in cv_summaries(summary):
-                    self.file.write(proto, step)
-            finally:
-                self.file.close()
-                self.trial.close(summary, self.epochs_written)
+        """The run's end: what the last chunk left (e.g. after Ctrl-C), the pictures of the
+        network it ends with (a path run's: the chosen point's, also when the path stopped
+        early), the trial's results."""
+        try:
+            with unless_disk_full():
+                try:
+                    self.write_new_records()
+                    if (self.pictures and summary["status"] != "diverged" and self.epochs_written
+                            and (self.path or self.pictured != self.epochs_written)):
+                        self._write_pictures(self.epochs_written)
+                    for step, proto in cv_summaries(summary):
+                        self.file.write(proto, step)
+                finally:
+                    self.file.close()
+        finally:
+            self.trial.close(summary, self.epochs_written)

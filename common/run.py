@@ -43,7 +43,8 @@ class Run:
 
     def __init__(self, demo, config, data, on_progress=None, unit="step"):
         self.demo, self.config, self.data, self.unit = demo, config, data, unit
-        self.settings = config.settings()  # what the outputs read
+        # What the outputs read: every setting, and those that differ from the defaults.
+        self.settings, self.changed = config.settings(), config.changed(demo)
         self.on_progress = on_progress
         started = time.perf_counter()
         self.strategy = make_strategy(config.strategy)  # first: multi-worker set-up comes first

@@ -60,13 +60,14 @@ class StepBoard:
         settings = run.settings
         self.kernels, self.names = kernels, unit_names(len(kernels))
         self.threshold, self.pictures = settings["threshold"], not settings["no_pictures"]
+        self.path = settings["path"]  # its last pictures: the chosen network, at close
         self.split, self.total = run.split, total_steps
         self.run, self.metric = run, metric_name(run.data.task)
         self.writer = (tf.summary.create_file_writer(str(run.run_dir)) if run.chief
                        else tf.summary.create_noop_writer())
         self._records = RecordWriter(self.writer, self.names, self.threshold, described=True)
         write_raw(self.writer, [(0, summary) for summary in run_start_summaries(
-            settings, run.demo, len(kernels))])
+            run.changed, run.demo, len(kernels))])
         self.trial = Trial(run.run_dir, settings, run.demo, enabled=run.chief)
         self.pictured = None  # the step of the last pictures
 
@@ -85,7 +86,8 @@ class StepBoard:
         description = describe(self.threshold)[self.split]
         summaries = [scalar_summary(f"{self.split}/{name}", value, description)
                      for name, value in (metrics or {}).items()]
-        if self.pictures and pictures_due(done, end, self.total):
+        if self.pictures and pictures_due(done, end, self.total) and not (
+                self.path and end >= self.total):
             summaries += self._pictures(end)
         write_raw(self.writer, [(end, summary) for summary in summaries])
 
@@ -111,12 +113,16 @@ class StepBoard:
                                     for tag, value in values.items()])
 
     def close(self, summary, step):
-        """The run's end: the pictures of the network it ends with (a path that stops early
-        ends before its planned total), the trial's results."""
-        with unless_disk_full():
-            self.writer.flush()
-            pictures = (self._pictures(step) if self.pictures and self.pictured != step
-                        and summary["status"] != "diverged" else [])
-            write_raw(self.writer, [(step, proto) for proto in pictures] + cv_summaries(summary))
-            self.writer.close()
+        """The run's end, at its last `step`: the pictures of the network it ends with (a
+        path run's: the chosen point's, also when the path stopped early), the trial's
+        results."""
+        try:
+            with unless_disk_full():
+                self.writer.flush()
+                pictures = (self._pictures(step) if self.pictures and summary["status"] !=
+                            "diverged" and (self.path or self.pictured != step) else [])
+                write_raw(self.writer, [(step, proto) for proto in pictures]
+                          + cv_summaries(summary))
+                self.writer.close()
+        finally:
             self.trial.close(summary, step)

@@ -4,7 +4,8 @@
 
 Scalars (every step in the TF demo, every epoch in the Keras demo): `loss`, `reg_loss`,
 `neurons`, `units/<layer>`; `test/*` (or `val/*` with --path) every --eval-every. About 20
-times a run, at the end of an --eval-every chunk and always at the end of the run:
+times a run, at the end of an --eval-every chunk, and at the end of the run (the network it
+ends with: a path run's chosen point):
 `weights/group_norms/<layer>` (Distributions: rows collapsing to zero) and
 `weights/kernels/<layer>` (Images: |W| with one row per unit; a removed unit is a black row).
 Tags sort so that TensorBoard opens on `loss` and `neurons`. Once: the settings that differ
@@ -28,7 +29,6 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 from tensorboard.plugins.text.summary_v2 import text_pb
 
-from common.config import default_settings
 from common.counting import unit_names
 from common.data import metric_name
 
@@ -58,26 +58,25 @@ def describe(threshold):
     }
 
 
-def settings_text(settings, demo):
-    """The `settings` (a dict) that differ from the demo's defaults, as a Markdown table."""
-    defaults = default_settings(demo, settings["solver"])
-    rows = [f"| {key} | {value} | {defaults[key]} |"
-            for key, value in settings.items() if value != defaults[key]]
+def settings_text(changed, demo):
+    """The settings that differ from the demo's defaults (Config.changed: {name: (value,
+    default)}), as a Markdown table."""
+    rows = [f"| {key} | {value} | {default} |" for key, (value, default) in changed.items()]
     head = f"The settings of this run that differ from `python demo_{demo}.py`'s defaults"
     if not rows:
         return f"Every setting at `python demo_{demo}.py`'s default."
     return head + ":\n\n| setting | value | default |\n|---|---|---|\n" + "\n".join(rows)
 
 
-def run_start_summaries(settings, demo, num_kernels):
-    """The main run's summaries for step 0: the settings that differ from the defaults as
-    text, and a custom-scalars chart with every layer's units and the total."""
+def run_start_summaries(changed, demo, num_kernels):
+    """The main run's summaries for step 0: the settings that differ from the defaults
+    (`changed`, Config.changed's) as text, and a custom-scalars chart with every layer's units and the total."""
     names = unit_names(num_kernels)
     layout = layout_pb2.Layout(category=[layout_pb2.Category(title="units", chart=[
         layout_pb2.Chart(title="active units per layer and in total",
                          multiline=layout_pb2.MultilineChartContent(
                              tag=[r"^neurons$", *[rf"^units/{name}$" for name in names]]))])])
-    return [text_pb("config", settings_text(settings, demo)),
+    return [text_pb("config", settings_text(changed, demo)),
             tensor_summary(custom_scalars.CONFIG_SUMMARY_TAG,
                            TensorProto(dtype=DT_STRING, string_val=[layout.SerializeToString()]),
                            custom_scalars.create_summary_metadata())]
@@ -172,8 +171,8 @@ def histogram_summary(tag, values, buckets, description=None):
 
 
 def kernel_summaries(kernels, names):
-    """group_norms/<layer> histograms (at most 10 buckets over [0, largest row norm]) and
-    kernels/<layer> images of NumPy `kernels`."""
+    """weights/group_norms/<layer> histograms (at most 10 buckets over [0, largest row norm])
+    and weights/kernels/<layer> images of NumPy `kernels`."""
     summaries = []
     for kernel, name in zip(kernels, names):
         kernel = np.asarray(kernel, np.float64)

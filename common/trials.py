@@ -7,6 +7,7 @@ from every trial in the log folder, so the settings that differ between trials a
 columns it shows first. Written with common.eventfile, the same in both demos.
 """
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from common.backend import keras_backend_name
 from common.data import metric_name
 from common.eventfile import EventFile
+from common.files import unless_disk_full
 from common.tensorboard import scalar_summary
 
 # The settings that are hyperparameters (not paths, display or logging options); a trial
@@ -42,9 +44,16 @@ def result_descriptions(task):
 
 def hparam_values(settings, demo, lam=None):
     """A trial's hyperparameters: the demo, the Keras backend, the `settings` (the run's, a
-    dict) that have a value (a path run's lambdas are its points', `lam`, not --group)."""
+    dict) that have a value and apply: on a path run lambda is the point's (`lam`), not
+    --group (whose per-kernel values still set the layers' ratios); the path's settings only
+    on a path run, and the grid's size only without --path-lambdas; the validation split
+    only where there is one (--path, --patience)."""
     values = {"demo": demo, "backend": keras_backend_name()}
-    skipped = ("group_strength", "group_layers") if settings["path"] else PATH_HPARAMS
+    skipped = {"group_strength"} if settings["path"] else set(PATH_HPARAMS)
+    if settings["path_lambdas"]:
+        skipped.add("path_points")
+    if not settings["path"] and settings["patience"] is None:
+        skipped.add("val_fraction")
     for key in HPARAMS:
         value = settings[key]
         if value is not None and key not in skipped:
@@ -72,16 +81,16 @@ class Trial:
         self.file = EventFile(Path(run_dir) / TRIAL_RUN, enabled)
         self.file.write(hparams_summary.hparams_pb(hparam_values(settings, demo),
                                                    trial_id=trial_id(demo, Path(run_dir).name)), 0)
-        self.file.flush()
+        with unless_disk_full():  # reported once, at the end, with the other files
+            self.file.flush()
 
     def close(self, summary, step):
-        """The run's results (run.json's `summary`) at its last `step`."""
-        try:
+        """The run's results (run.json's `summary`) at its last `step` (a full disk: reported
+        once, at the end, with the other files)."""
+        with unless_disk_full(), contextlib.closing(self.file):
             for step_, proto in result_summaries(run_results(summary), summary["dataset"]["task"],
                                                  step):
                 self.file.write(proto, step_)
-        finally:
-            self.file.close()
 
 
 def run_results(summary):
@@ -114,8 +123,9 @@ def write_point_trial(run_dir, settings, demo, point, task):
     point_dir = Path(run_dir) / f"path-{point.index:02d}"
     results = {f"result/val_{metric}": point.val_metric, "result/active_units": point.total_units,
                "result/params_after": point.params}
-    file = EventFile(point_dir)
+    file = None
     try:
+        file = EventFile(point_dir)
         file.write(hparams_summary.hparams_pb(
             hparam_values(settings, demo, point.lam),
             trial_id=trial_id(demo, Path(run_dir).name, point.index)), point.index)
@@ -123,8 +133,11 @@ def write_point_trial(run_dir, settings, demo, point, task):
             file.write(proto, step)
         file.close()
     except Exception:  # a full disk: no half-written point run is left behind
-        file.close()
-        shutil.rmtree(point_dir, ignore_errors=True)
+        try:
+            if file is not None:
+                file.close()
+        finally:
+            shutil.rmtree(point_dir, ignore_errors=True)
         raise
     return {f"path/val_{metric}": point.val_metric, "path/units": point.total_units,
             "path/params": point.params, "path/lambda": point.lam}

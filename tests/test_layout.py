@@ -1,6 +1,7 @@
-"""The shape of the code (../ARCHITECTURE.md's rules that a program can check): no import
+"""The shape of the code (the team's architecture rules that a program can check): no import
 cycle in common/, function-local imports included; only the command line and the run
-skeleton read Config's fields; every module in the module table; files and demos short."""
+skeleton read Config's fields or import the command line; every module in the module
+table; files and demos short."""
 
 import ast
 import dataclasses
@@ -54,10 +55,19 @@ def test_only_the_command_line_and_the_run_skeleton_read_config_fields():
         if name in SEE_CONFIG:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id == "config" and node.attr in fields):
+            # config.field, and run.config.field or self.config.field
+            holder = node.value if isinstance(node, ast.Attribute) else None
+            if node.__class__ is ast.Attribute and node.attr in fields and (
+                    isinstance(holder, ast.Name) and holder.id == "config"
+                    or isinstance(holder, ast.Attribute) and holder.attr == "config"):
                 readers.setdefault(name, set()).add(node.attr)
     assert readers == {}
+
+
+def test_only_the_run_skeleton_imports_the_command_line():
+    importers = {name for name, path in MODULES.items()
+                 if name not in SEE_CONFIG and "config" in imports_of(path)}
+    assert importers == set()
 
 
 def test_every_module_is_in_the_module_table():

@@ -278,10 +278,10 @@ def test_tensorflow_demo_path_end_to_end(tmp_path):
     chosen = path[selected["index"]]
     assert record_["units_after"] == chosen["units"]
     assert set(chosen) >= {"lambda", "units", "params", "val_metric", "val_se"}
-    # Each point is its own TensorBoard run; the main run has path/* by point index.
+    # Each point is its own TensorBoard run and trial; the main run has path/* by point index.
     for point in path:
         scalars = read_scalars(run_dir / f"path-{point['index']:02d}")
-        assert scalars["path/units"][0][1] == point["total_units"]
+        assert scalars["result/active_units"] == [(point["index"], point["total_units"])]
     assert [step for step, _ in read_scalars(run_dir)["path/val_rmse"]] == list(range(len(path)))
     assert "val/rmse" in read_scalars(run_dir) and "test/rmse" not in read_scalars(run_dir)
     # The saved pruned network reproduces the selected point's validation metric.
@@ -317,6 +317,12 @@ def test_keras_demo_path_end_to_end_and_interrupted(tmp_path):
         assert summary["selected"]["rule"].startswith("max-units 40 (no point has at most 40")
     rows = (run_dir / "path.csv").read_text().splitlines()
     assert len(rows) == 1 + len(summary["path"]) and rows[0].startswith("index,lambda,inputs")
+    # TensorBoard, as in the TF demo: each point a trial of its own, path/* by point index.
+    for point in summary["path"]:
+        scalars = read_scalars(run_dir / f"path-{point['index']:02d}")
+        assert scalars["result/active_units"] == [(point["index"], point["total_units"])]
+    assert [step for step, _ in read_scalars(run_dir)["path/units"]] == [
+        point["index"] for point in summary["path"]]
     with Image.open(run_dir / "path.png") as image:
         assert image.width >= 600 and len(np.unique(np.asarray(image.convert("RGB")).reshape(
             -1, 3), axis=0)) > 20

@@ -205,10 +205,14 @@ def test_path_points_are_trials_with_their_lambda_and_results_on_one_step_axis(s
     steps = [step for _, step, _ in get(base, "/data/plugin/scalars/scalars", run=run,
                                          tag="path/units")]
     assert steps == [point["index"] for point in summary["path"]]
-    # The last pictures show the network the run ends with, at its last step (the path
-    # stopped before its planned total).
+    # The last pictures show the network the run ends with, the chosen point's, at its last
+    # step: the inputs it removed are black rows, the kept ones are not.
     entries = get(base, "/data/plugin/images/images", run=run, tag="weights/kernels/inputs")
     assert entries[-1]["step"] == summary["steps"]
+    png = get(base, "/data/plugin/images/individualImage" + "?" + entries[-1]["query"])
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    kept = set(summary["pruned"]["kept_inputs"])
+    assert [row for row in range(13) if image[row].max() > 0] == sorted(kept)
 
 
 def test_group_norms_and_kernel_images_with_blank_rows_for_removed_units(served):
