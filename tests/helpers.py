@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.data import Dataset
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -168,3 +170,14 @@ def raw_inputs(data, x, kept):
     import numpy as np
 
     return (x * data.input_spread + data.input_center)[:, kept].astype(np.float32)
+
+
+class WatchedDataset(Dataset):
+    """A Dataset that logs every read of its test rows."""
+
+    events = None
+
+    def __getattribute__(self, name):
+        if name in ("x_test", "y_test"):
+            object.__getattribute__(self, "events").append("test read")
+        return object.__getattribute__(self, name)

@@ -112,7 +112,7 @@ def test_both_demos_choose_on_the_pooled_folds(tmp_path, demo):
 @pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
-    from tests.test_path import WatchedDataset
+    from tests.helpers import WatchedDataset
 
     events = []
     monkeypatch.setattr(WatchedDataset, "events", events)  # the folds' copies log here too

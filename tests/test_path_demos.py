@@ -11,21 +11,10 @@ from PIL import Image
 import demo_keras
 import demo_tensorflow
 from common.config import parse_config
-from common.data import DataError, Dataset, load_dataset
+from common.data import DataError, load_dataset
 from common.model import build_model, metric_and_standard_error
 from common.stages import regularizer_of
-from tests.helpers import raw_inputs, read_scalars
-
-
-class WatchedDataset(Dataset):
-    """A Dataset that logs every read of its test rows."""
-
-    events = None
-
-    def __getattribute__(self, name):
-        if name in ("x_test", "y_test"):
-            object.__getattribute__(self, "events").append("test read")
-        return object.__getattribute__(self, name)
+from tests.helpers import WatchedDataset, raw_inputs, read_scalars
 
 
 @pytest.mark.slow
