@@ -44,10 +44,8 @@ class EventWriter:
     def write_new_records(self):
         epochs = self.history.epoch_records[self.epochs_written:]
         tests = self.history.test_records[self.tests_written:]
-        end = self.epochs_written + len(epochs)
         pictures = self.pictures and bool(epochs) and pictures_due(
-            self.epochs_written, end, self.total_epochs) and not (
-                self.path and end >= self.total_epochs)
+            self.epochs_written, self.epochs_written + len(epochs), self.total_epochs, self.path)
         self.epochs_written += len(epochs)
         self.tests_written += len(tests)
         for record, summary in zip(epochs, step_scalar_protos(epochs, self.names, self.threshold,

@@ -86,8 +86,7 @@ class StepBoard:
         description = describe(self.threshold)[self.split]
         summaries = [scalar_summary(f"{self.split}/{name}", value, description)
                      for name, value in (metrics or {}).items()]
-        if self.pictures and pictures_due(done, end, self.total) and not (
-                self.path and end >= self.total):
+        if self.pictures and pictures_due(done, end, self.total, self.path):
             summaries += self._pictures(end)
         write_raw(self.writer, [(end, summary) for summary in summaries])
 

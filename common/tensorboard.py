@@ -37,12 +37,15 @@ from common.data import metric_name
 PICTURES_PER_RUN = 20
 
 
-def pictures_due(done, end, total):
+def pictures_due(done, end, total, path=False):
     """Whether a chunk that trained steps (or epochs) done+1 .. end, of `total` in the run,
     ends with the pictures: the chunk that crosses a multiple of total / PICTURES_PER_RUN,
-    and the run's last chunk."""
+    and the run's last chunk; on a `path` run not the last (the writer's close draws the
+    network the run ends with, the chosen point's)."""
+    if end >= total:
+        return not path
     spacing = max(1, math.ceil(total / PICTURES_PER_RUN))
-    return end >= total or end // spacing > done // spacing
+    return end // spacing > done // spacing
 
 
 def describe(threshold):
