@@ -92,7 +92,7 @@ def train(config, data, on_progress=None):
                                  events.callback()])
         return not diverged()
 
-    def show(records):  # a path point's steps, trained by common/engine.py
+    def show(records):  # --path: steps trained by common/engine.py, the model now at their end
         history.add_steps(records)
         history.on_epoch_end(None)  # the evaluation, at the point's end
         events.write_new_records()
@@ -128,7 +128,7 @@ def outputs(run, records, loss):
         if config.save_model and run.chief:
             # Compiled again without the recorder, a training aid rather than part of the model.
             with run.strategy.scope():
-                model.compile(optimizer=model.optimizer, loss=loss)
+                model.compile(optimizer=run.optimizer, loss=loss)
             files.append((Path(config.save_model), model.save))
     return files
 

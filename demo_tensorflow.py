@@ -104,9 +104,9 @@ def train(config, data, on_progress=None, per_step_records=True):
                              lambda size: train_steps(tf.constant(size)),
                              lambda done, end: board.chunk(done, end, run.evaluate()))
 
-    def show(records):  # a path point's steps, trained by common/engine.py
+    def show(records):  # --path: steps trained by common/engine.py, the model now at their end
         board.records(run.done, records, every=config.eval_every * per_epoch)
-        board.chunk(run.done, run.done + len(records))  # the pictures, when due
+        board.chunk(run.done, run.done + len(records), run.evaluate())  # pictures when due
         run.shown(records)
 
     def retrace():  # --adaptive: the penalty's numbers are graph constants

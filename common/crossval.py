@@ -13,7 +13,7 @@ standard error as a single split, over K times the rows. The 1-SE rule (or --sel
 lambda. The test split is never read here.
 
 `FoldPaths` trains the path's folds together, whichever demo runs: the run's own network
-(fold 0, from its dense training) and the other K - 1, all K in one compiled computation
+(fold 0) and the other K - 1, dense stage included, all K in one compiled computation
 (common.engine), each lambda on every fold before the next, fine-tuning included (no
 summaries, no pictures, no strategy). Each fold is still a separate run: its own rows,
 Adam, proximal step, adaptive weights and counts. The path's stop rule on the validation
@@ -41,7 +41,7 @@ class FoldPaths:
 
     `model` lends its layers and GroupSparse settings and is not changed; `folds` are
     Datasets with their own validation rows. `train_dense` trains the dense networks of the
-    folds that have none yet, from `start_weights` (the run's own initial weights);
+    folds, the run's own included, from `start_weights` (the run's initial weights);
     `train_point` then trains and measures every fold at the next lambda, as
     the path has always measured a network (pruned, fine-tuned `finetune` epochs with early
     stopping after `patience`, scored on the fold's validation rows). `on_chunk()` runs
@@ -57,23 +57,30 @@ class FoldPaths:
                                    seed, threshold, start_weights=start_weights, xla=xla)
         self.scratch = keras.models.clone_model(model)  # counts and prunes a fold's weights
         self.points, self.records = [[] for _ in folds], [None] * len(folds)
-        self.on_chunk = (lambda steps: on_chunk()) if on_chunk else None
+        self.on_chunk = (lambda steps, records: on_chunk()) if on_chunk else None
 
-    def train_dense(self, epochs, adaptive=None, trained=(0,)):
-        """The dense network of every fold but those in `trained` (the run's own, trained by
-        the demo), then every fold's adaptive weights (1 / ||w_g||**adaptive). False when a
-        fold diverged."""
+    def train_dense(self, epochs, adaptive=None, trained=(), show=None):
+        """The dense network of every fold but those in `trained`, from `start_weights`, then
+        every fold's adaptive weights (1 / ||w_g||**adaptive). `show(records)` gets the run's
+        own fold's records (rows of data loss, penalty and units per layer) after each
+        compiled call. Returns the folds that diverged (none: an empty list)."""
         trainer = self.trainer
         folds = [fold not in trained for fold in range(len(self.folds))]
-        if any(folds) and not finite(trainer.train(
-                epochs, (DENSE,), freeze_zeros=self.freeze_zeros, on_chunk=self.on_chunk,
-                folds=folds)):
-            return False
-        if adaptive is not None:
+
+        def shown(steps, records):
+            if show is not None and folds[0]:
+                show(records[0])
+            if self.on_chunk is not None:
+                self.on_chunk(steps, records)
+
+        records = trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
+                                on_chunk=shown, folds=folds) if any(folds) else []
+        broken = [fold for fold, rows in enumerate(records) if not finite([rows])]
+        if adaptive is not None and not broken:
             for fold in range(len(self.folds)):
                 trainer.set_group_weights(fold, [adaptive_weights(kernel, adaptive)
                                                  for kernel in trainer.kernels(fold)])
-        return True
+        return broken
 
     def train_point(self, index, lam, scale, epochs):
         """Point `index` of the path on every fold: `epochs` epochs at strength scale `scale`

@@ -5,9 +5,10 @@
     rows = trainer.train(100, stream=(1, 1), scale=0.5)     # a path point: base lambda x 0.5
 
 Fold k is a separate run: its own rows, data loss, Adam moments and step count, proximal
-step, adaptive weights and counts. Its network is its own list of arrays, run through the
-model's layers (`model.stateless_call`); the loss handed to autodiff is the sum of the
-folds' mean data losses, so each fold's gradient is its own. λ enters as `scale` on every
+step, adaptive weights and counts. The folds' weights are stacked, one array [K, ...] per
+weight of the model, and one fold's step (common.fold_step) runs on every fold at once
+(`ops.vectorized_map`), through the model's layers (`model.stateless_call`), each fold
+differentiating its own mean data loss. λ enters as `scale` on every
 GroupSparse strength: in the loss (subgradient solver, `penalties.group_sparse_penalty`) or
 in `proximal.prox_group_sparse` after Adam's step, with Adam's per-weight steps
 (`proximal.adam_steps`), as ProximalOptimizer does. λ, the adaptive weights, the frozen rows
@@ -16,11 +17,13 @@ fine-tuning included. Each step writes one record per fold (data loss, penalty a
 units per layer after the step), returned by the call. More in common/README.md.
 """
 
+import time
+
 import numpy as np
 from keras import ops
 
 from common.batches import batch_rows, chunk_of, fold_plan
-from common.fold_step import FoldStep
+from common.fold_step import FoldStep, per_fold
 from common.gradients import compiled
 from common.penalties import GroupSparse
 
@@ -57,68 +60,68 @@ class FoldTrainer(FoldStep):
         self.rows = [len(x) for x, _, _, _ in folds]
         self.batch_size = batch_size
         self.full_batch = all(batch_rows(rows, batch_size) == rows for rows in self.rows)
-        tensor = ops.convert_to_tensor
-        self.data = [(tensor(x), tensor(y), tensor(x_val), tensor(y_val))
-                     for x, y, x_val, y_val in folds]
+        # The folds' rows stacked [K, rows, ...], padded to the longest (mask 0 there).
+        self.x, self.y, self.row_mask = stacked([(x, y) for x, y, _, _ in folds])
+        self.x_val, self.y_val, self.val_mask = stacked([(x, y) for _, _, x, y in folds])
         start = start_weights or [ops.convert_to_numpy(variable) for variable in variables]
-        self.params = [[tensor(np.asarray(value, np.float32)) for value in start] for _ in folds]
-        self.group_weights = [[ops.ones((variables[index].shape[0],)) for index in
-                               self.kernel_slots] for _ in folds]
+        self.params = [ops.convert_to_tensor(np.stack([np.asarray(value, np.float32)] *
+                                                      self.num_folds)) for value in start]
+        self.group_weights = [ops.ones((self.num_folds, variables[index].shape[0]))
+                              for index in self.kernel_slots]
         self.reset_optimizer()
         self.traces = 0  # how often the compiled function was traced (tests count them)
+        self.timing = [0.0, 0]  # seconds and steps (every fold's) of the calls that did not trace
         self._chunk = compiled(self._run_chunk, xla)
 
     # -- state a caller reads and sets --------------------------------------------------
 
     def reset_optimizer(self):
         """A fresh Adam for every fold (moments 0, step count 0)."""
-        self.moments = [[ops.zeros_like(value) for value in fold] for fold in self.params]
-        self.velocities = [[ops.zeros_like(value) for value in fold] for fold in self.params]
+        self.moments = [ops.zeros_like(value) for value in self.params]
+        self.velocities = [ops.zeros_like(value) for value in self.params]
         self.steps = ops.zeros((self.num_folds,))
 
     def weights(self, fold):
         """Fold `fold`'s network as NumPy arrays, in the order of model.get_weights()."""
-        return [np.array(ops.convert_to_numpy(value)) for value in self.params[fold]]
+        return [np.array(ops.convert_to_numpy(value)[fold]) for value in self.params]
 
     def kernels(self, fold):
         return [self.weights(fold)[index] for index in self.kernel_slots]
 
     def set_weights(self, fold, weights):
         """Fold `fold`'s network from arrays in the order of model.get_weights()."""
-        self.params[fold] = [ops.convert_to_tensor(np.asarray(value, np.float32))
-                             for value in weights]
+        self.params = replaced(self.params, fold, weights)
 
     def set_group_weights(self, fold, weights):
         """Adaptive group Lasso weights for `fold`: one list per kernel, one weight per row."""
-        self.group_weights[fold] = [ops.convert_to_tensor(np.asarray(kernel, np.float32))
-                                    for kernel in weights]
+        self.group_weights = replaced(self.group_weights, fold, weights)
 
     def set_optimizer_state(self, fold, moments, velocities, step):
         """Fold `fold` continues an Adam run: its moments and velocities (model.get_weights()
         order) and the steps it has taken."""
-        self.moments[fold] = [ops.convert_to_tensor(np.asarray(value, np.float32))
-                              for value in moments]
-        self.velocities[fold] = [ops.convert_to_tensor(np.asarray(value, np.float32))
-                                 for value in velocities]
-        self.steps = ops.convert_to_tensor(np.where(
-            np.arange(self.num_folds) == fold, float(step), ops.convert_to_numpy(self.steps)),
-            "float32")
+        self.moments = replaced(self.moments, fold, moments)
+        self.velocities = replaced(self.velocities, fold, velocities)
+        self.steps = replaced([self.steps], fold, [step])[0]
+
+    def optimizer_state(self, fold):
+        """Fold `fold`'s Adam: (moments, velocities, steps taken), for set_optimizer_state."""
+        numpy = ops.convert_to_numpy
+        return ([numpy(value)[fold] for value in self.moments],
+                [numpy(value)[fold] for value in self.velocities], float(numpy(self.steps)[fold]))
 
     def state(self):
         """Every fold's weights, Adam moments and velocities, and step counts: new lists
         (of immutable tensors), which later set_* calls leave alone."""
-        return ([list(fold) for fold in self.params], [list(fold) for fold in self.moments],
-                [list(fold) for fold in self.velocities], self.steps)
+        return list(self.params), list(self.moments), list(self.velocities), self.steps
 
     def restore(self, state):
-        self.params, self.moments, self.velocities = ([list(fold) for fold in part]
-                                                      for part in state[:3])
+        self.params, self.moments, self.velocities = (list(part) for part in state[:3])
         self.steps = state[3]
 
     def predict(self, fold, x, params=None):
         """Fold `fold`'s predictions for rows `x` (NumPy), from `params` or its weights."""
-        values = self.params[fold] if params is None else [
-            ops.convert_to_tensor(value) for value in params]
+        values = ([ops.convert_to_tensor(value) for value in params] if params is not None
+                  else [value[fold] for value in self.params])
         outputs, _ = self.model.stateless_call(values, [], ops.convert_to_tensor(x))
         return np.asarray(ops.convert_to_numpy(outputs))
 
@@ -135,16 +138,17 @@ class FoldTrainer(FoldStep):
         trains and 0 for one held at zero (fine-tuning a pruned network). `patience`: every
         `check_epochs` epochs the validation loss is computed, a fold stops once it has not
         improved for `patience` checks, and each fold ends with its best weights (Keras'
-        EarlyStopping with restore_best_weights). `on_chunk(fold_steps_done)` runs between
-        compiled calls (progress, signals). `folds`: one bool per fold, False for a fold that
+        EarlyStopping with restore_best_weights). `on_chunk(steps_done, records)` runs
+        between compiled calls with that call's records, per fold (progress, signals). `folds`: one bool per fold, False for a fold that
         sits this stage out (its weights and Adam untouched); every fold trains when None."""
         plan = fold_plan(self.rows, self.batch_size, epochs, self.seed, stream)
         steps_per_epoch = plan["steps_per_epoch"]
         total = epochs * steps_per_epoch
-        keep = keep or [[ops.ones((self.params[0][index].shape[0],))
-                         for index in self.kernel_slots] for _ in range(self.num_folds)]
-        keep = [[ops.convert_to_tensor(np.asarray(row, np.float32)) for row in fold]
-                for fold in keep]
+        # Kept rows, stacked per kernel [K, rows].
+        keep = [ops.convert_to_tensor(np.stack([np.asarray(fold[kernel], np.float32)
+                                                for fold in keep]))
+                for kernel in range(len(self.kernel_slots))] if keep else [
+            ops.ones_like(value) for value in self.group_weights]
         check = check_epochs * steps_per_epoch if patience else 0
         tensor = ops.convert_to_tensor
         with np.errstate(over="ignore"):  # a scale past float32's range is inf, as assigned
@@ -158,23 +162,27 @@ class FoldTrainer(FoldStep):
         for start in range(0, total, self.chunk_steps):
             size = min(self.chunk_steps, total - start)
             batches = chunk_of(plan, start, size, self.chunk_steps)
+            traces, started = self.traces, time.perf_counter()
             state, stopping, rows = self._chunk(
                 self.state(), stopping, controls, batches,
                 ops.convert_to_tensor(start, "int32"), ops.convert_to_tensor(size, "int32"))
             self.restore(state)
             records.append(np.asarray(ops.convert_to_numpy(rows))[:size])
+            if self.traces == traces:  # a call that traced (and compiled) is not timed
+                self.timing[0] += time.perf_counter() - started
+                self.timing[1] += size
             if on_chunk is not None:
-                on_chunk(start + size)
+                on_chunk(start + size, fold_rows(records[-1], plan["active"][start:start + size],
+                                                 running))
             if patience and not np.any(ops.convert_to_numpy(stopping[3])):
                 break
         if patience:
-            best, best_loss = stopping[0], ops.convert_to_numpy(stopping[1])
-            self.params = [best[fold] if np.isfinite(best_loss[fold]) else self.params[fold]
-                           for fold in range(self.num_folds)]
+            best, ended = stopping[0], ops.convert_to_tensor(
+                np.isfinite(ops.convert_to_numpy(stopping[1])))  # a check was reached
+            self.params = [ops.where(per_fold(ended, value), value, now)
+                           for value, now in zip(best, self.params)]
         rows = np.concatenate(records) if records else np.zeros((0, self.num_folds, 0))
-        active = plan["active"][:len(rows)]
-        return [rows[active[:, fold], fold] if running[fold] else rows[:0, fold]
-                for fold in range(self.num_folds)]
+        return fold_rows(rows, plan["active"][:len(rows)], running)
 
     def masked(self, weights, threshold):
         """One fold's weights with every kernel row at or under `threshold` (sum |w|) set to
@@ -206,6 +214,39 @@ class FoldTrainer(FoldStep):
         tuned = [self.weights(fold) for fold in range(self.num_folds)]
         self.restore(saved)
         return tuned
+
+
+def stacked(pairs):
+    """Per fold (x, y) rows, stacked [K, rows, ...] and padded with zero rows to the longest
+    fold: (x, y, mask), mask [K, rows] 1 for a fold's own row and 0 for padding."""
+    longest = max(len(x) for x, _ in pairs)
+
+    def pad(array):
+        array = np.asarray(array)
+        return np.concatenate([array, np.zeros((longest - len(array), *array.shape[1:]),
+                                               array.dtype)])
+
+    rows = np.stack([pad(np.asarray(x, np.float32)) for x, _ in pairs])
+    targets = np.stack([pad(y) for _, y in pairs])
+    mask = np.stack([np.arange(longest) < len(x) for x, _ in pairs]).astype(np.float32)
+    tensor = ops.convert_to_tensor
+    return tensor(rows), tensor(targets), tensor(mask)
+
+
+def replaced(values, fold, new):
+    """Stacked [K, ...] tensors with fold `fold`'s slice replaced by the arrays `new`."""
+    out = []
+    for value, part in zip(values, new):
+        array = np.array(ops.convert_to_numpy(value))
+        array[fold] = np.asarray(part, array.dtype)
+        out.append(ops.convert_to_tensor(array))
+    return out
+
+
+def fold_rows(rows, active, running):
+    """Each fold's own records from rows [slot, fold, ...]: the slots it trained in."""
+    return [rows[active[:, fold], fold] if running[fold] else rows[:0, fold]
+            for fold in range(rows.shape[1])]
 
 
 def finite(records):

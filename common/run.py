@@ -249,8 +249,9 @@ class Run:
         outcome.steps = steps
         if final_loss is not None and outcome.status != "diverged":
             outcome.final_loss = final_loss if math.isfinite(final_loss) else None
-        if self._timing[1]:
-            outcome.ms_per_step = 1000.0 * self._timing[0] / self._timing[1]
+        seconds, timed = self.path.timing if self.config.path else self._timing
+        if timed:  # the demo's loop, or with --path the engine's (every fold together)
+            outcome.ms_per_step = 1000.0 * seconds / timed
         record, models = self.summarize()
         return finish_run(
             self.demo, self.settings, self.data, self.run_dir, outcome, record, models, files,

@@ -2,14 +2,12 @@
 
 A demo attaches a `PathRun` before training, calls `train` with its own way of training N
 epochs (the GradientTape loop; fit), then `finish` for the run.json fields. Without --path
-and --adaptive that is the demo's plain training; with --path the dense network is
-trained first, then the path (common.path); with --cv the other folds train beside it, each
-lambda right after the run's own, all of them in one compiled computation (common.crossval).
+and --adaptive that is the demo's plain training. With --path the engine trains instead
+(common.crossval, common.engine): the dense network first, then the path (common.path), and
+with --cv the other folds beside the run's own, all of them in one compiled computation.
 """
 
 import sys
-
-import keras
 
 from common.adaptive import kernel_regularizers, set_adaptive_weights
 from common.batches import count_epoch_steps
@@ -32,20 +30,6 @@ def optimizer_of(config, regularizer):
     return make_optimizer(config.lr, regularizer, config.freeze_zeros)
 
 
-def adam_state(optimizer, model):
-    """(moments, velocities, steps) of the Adam (inside a ProximalOptimizer or not) that
-    trains `model`, in model.get_weights() order; None for another optimizer."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    if not isinstance(inner, keras.optimizers.Adam) or not inner.built:
-        return None
-    slots = {id(variable): index for index, variable in enumerate(inner._trainable_variables)}
-    order = [slots[id(variable)] for variable in model.trainable_variables]
-    numpy = keras.ops.convert_to_numpy
-    return ([numpy(inner._momentums[index]) for index in order],
-            [numpy(inner._velocities[index]) for index in order],
-            int(numpy(inner.iterations)))
-
-
 class PathRun:
     """The run's training stages inside a demo: attach it before training (with --path the
     penalty starts at 0), `train` with the demo's own training, then `finish`.
@@ -58,8 +42,8 @@ class PathRun:
     def __init__(self, config, data, model, optimizer=None):
         self.config, self.data, self.model, self.optimizer = config, data, model, optimizer
         self.points, self.ended, self.stages = [], "not started", {}
+        self.timing = [0.0, 0]  # the engine's seconds and steps, the calls that traced left out
         self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
-        self.initial_weights = model.get_weights() if config.cv else None
         self.scale = attach_scale(model) if config.path else None
         num_points = len(config.path_lambdas or ()) or config.path_points
         # Epochs per point, and the strength a path lambda replaces.
@@ -70,23 +54,23 @@ class PathRun:
     def train(self, train_epochs, show=None, on_point=None, on_penalty_change=None,
               on_chunk=None):
         """`train_epochs(epochs)` trains the model in place (the demo's own loop) and returns
-        False when it diverged; `show(records)` shows the per-step records of a path point
-        trained by the engine (rows of data loss, penalty, active units per layer);
-        `on_penalty_change()` is called when the penalty's constants changed (a custom loop
-        traces its step again); `on_chunk()` between two compiled calls of the engine (a
-        signal check). Returns False when training diverged."""
+        False when it diverged; with --path the engine trains instead, dense network
+        included, and `show(records)` shows its per-step records of the run's own network
+        (rows of data loss, penalty, active units per layer) after each compiled call or
+        path point; `on_penalty_change()` is called when the penalty's constants changed (a
+        custom loop traces its step again); `on_chunk()` between two compiled calls of the
+        engine (a signal check). Returns False when training diverged."""
         config, epochs = self.config, self.config.epochs
-        if config.adaptive is not None and not config.path:
+        if config.path:
+            self.run(show, on_point, on_penalty_change, on_chunk)
+            return self.ended != "diverged"
+        if config.adaptive is not None:
             first = epochs // 2
             if not train_epochs(first):
                 return False
             self._weigh_groups(on_penalty_change)
             epochs -= first
-        if not train_epochs(epochs):
-            return False
-        if config.path:
-            self.run(show, on_point, on_penalty_change, on_chunk)
-        return self.ended != "diverged"
+        return train_epochs(epochs)
 
     def _weigh_groups(self, on_penalty_change):
         set_adaptive_weights(self.model, self.config.adaptive)
@@ -95,44 +79,60 @@ class PathRun:
             on_penalty_change()
 
     def run(self, show=None, on_point=None, on_penalty_change=None, on_chunk=None):
-        """The path from the trained dense network, in the engine (common.crossval.FoldPaths):
-        the run's own network is fold 0, and with --cv the other folds train beside it,
-        each lambda on every fold before the next. The stop rule reads the pooled losses."""
+        """The path in the engine (common.crossval.FoldPaths): the run's own network is fold
+        0, and with --cv the other folds train beside it, from the same initial weights: the
+        dense networks first, then each lambda on every fold before the next. The stop rule
+        reads the pooled losses."""
         config, data = self.config, self.data
+        others = fold_datasets(data, config.cv, config.seed) if config.cv else []
+        if others:
+            print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
+                  f"each, scored on {len(others[0].x_val)}) train beside the run's own, "
+                  "together", file=sys.stderr, flush=True)
+        # A fresh network of the same settings lends its layers.
+        template = build_model(data, config.hidden, regularizer_of(config))
+        start_weights = self.model.get_weights()
+        num_points = len(config.path_lambdas or ()) or config.path_points
+        steps = count_epoch_steps(len(data.x_train), config.batch_size)
+
+        def start(folds):
+            fold_steps = len(folds) * steps * (config.epochs + (num_points + 1) * (
+                self.point_epochs + config.finetune))
+            return FoldPaths(
+                template, folds, start_weights=start_weights, lr=config.lr,
+                batch_size=config.batch_size, seed=config.seed, threshold=config.threshold,
+                freeze_zeros=config.freeze_zeros, finetune=config.finetune,
+                patience=config.patience, on_chunk=on_chunk,
+                xla=fold_steps >= XLA_FOLD_STEPS)
+
+        self.ended = "interrupted"  # until the path returns
+        search = start([data, *others])
+        self.timing = search.trainer.timing
+        def dense_shown(records):  # the demo shows the network it holds
+            self.model.set_weights(search.trainer.weights(0))
+            if show is not None:
+                show(records)
+
+        try:
+            broken = search.train_dense(config.epochs, config.adaptive, show=dense_shown)
+        finally:  # the run's own dense network, however far it got
+            self.model.set_weights(search.trainer.weights(0))
+        if 0 in broken:  # the run's own dense network diverged (show said so)
+            self.ended = "diverged"
+            return
+        if broken:  # another fold's dense network diverged: the run's own split chooses
+            print(f"cross-validation fold {broken[0] + 1}'s dense network diverged: the "
+                  "run's own validation split chooses", file=sys.stderr)
+            others, trained = [], search.trainer
+            search = start([data])
+            search.trainer.timing = self.timing
+            search.trainer.set_weights(0, trained.weights(0))
+            search.trainer.set_optimizer_state(0, *trained.optimizer_state(0))
+            search.train_dense(config.epochs, config.adaptive, trained=(0,))
         if config.adaptive is not None:
             self._weigh_groups(on_penalty_change)
         lambdas = list(config.path_lambdas or lambda_grid(
             self.model, data, config.path_points, config.group_strength, config.l1))
-        others = fold_datasets(data, config.cv, config.seed) if config.cv else []
-        if others:
-            print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
-                  f"each, scored on {len(others[0].x_val)}) train beside the path, together",
-                  file=sys.stderr, flush=True)
-        # A fresh network of the same settings lends its layers.
-        template = build_model(data, config.hidden, regularizer_of(config))
-
-        def start(folds):
-            steps = count_epoch_steps(len(data.x_train), config.batch_size)
-            fold_steps = len(folds) * steps * (config.epochs + (len(lambdas) + 1) * (
-                self.point_epochs + config.finetune))
-            search = FoldPaths(
-                template, folds, start_weights=self.initial_weights or self.model.get_weights(),
-                lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-                threshold=config.threshold, freeze_zeros=config.freeze_zeros,
-                finetune=config.finetune, patience=config.patience, on_chunk=on_chunk,
-                xla=fold_steps >= XLA_FOLD_STEPS)
-            search.trainer.set_weights(0, self.model.get_weights())
-            state = adam_state(self.optimizer, self.model)
-            if state is not None:  # the run's own path continues its dense training's Adam
-                search.trainer.set_optimizer_state(0, *state)
-            ready = search.train_dense(config.epochs, config.adaptive)
-            return search, ready
-
-        self.ended = "interrupted"  # until the path returns
-        search, ready = start([data, *others])
-        if not ready:  # a fold's dense network diverged: the run's own split chooses
-            others = []
-            search, _ = start([data])
         self.folds = [(self.points, len(data.x_val))]
         parts = [(points, len(fold.x_val)) for points, fold in zip(search.points[1:], others)]
 

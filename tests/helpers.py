@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from common.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,3 +183,13 @@ class WatchedDataset(Dataset):
         if name in ("x_test", "y_test"):
             object.__getattribute__(self, "events").append("test read")
         return object.__getattribute__(self, name)
+
+
+def numpy_forward(weights, x):
+    """The network's output in float64 NumPy (ReLU hidden layers, linear output)."""
+    out = np.asarray(x, np.float64)
+    for layer in range(0, len(weights), 2):
+        out = out @ np.asarray(weights[layer], np.float64) + weights[layer + 1]
+        if layer + 2 < len(weights):
+            out = np.maximum(out, 0.0)
+    return out

@@ -13,6 +13,7 @@ from common.engine import FoldTrainer
 from common.model import build_model
 from common.penalties import GroupSparse
 from common.proximal_optimizer import ProximalOptimizer
+from tests.helpers import numpy_forward
 
 pytestmark = pytest.mark.backends
 
@@ -47,16 +48,6 @@ def separate_run(data, start, x, y, scale, batches):
     for rows in batches:
         model.train_on_batch(x[rows], y[rows])
     return model.get_weights()
-
-
-def numpy_forward(weights, x):
-    """The network's output in float64 NumPy (ReLU hidden layers, linear output)."""
-    out = np.asarray(x, np.float64)
-    for layer in range(0, len(weights), 2):
-        out = out @ np.asarray(weights[layer], np.float64) + weights[layer + 1]
-        if layer + 2 < len(weights):
-            out = np.maximum(out, 0.0)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from common.data import load_dataset
 from common.model import build_model, metric_and_standard_error
 from common.path import attach_scale, lambda_grid, select_point, set_scale
 from common.stages import optimizer_of, regularizer_of
-from tests.helpers import full_batch_fit
+from tests.helpers import full_batch_fit, numpy_forward
 
 
 def record(index, lam, units, metric, se):
@@ -99,7 +99,8 @@ def small_path_setup(**overrides):
 def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(monkeypatch):
     """The run's path in the engine: point k's first step starts from point k-1's weights
     (its data loss there is a NumPy forward pass of them), lambda grows from 0, each point's
-    counts are its weights' recount, and the demo is shown every point's steps."""
+    counts are its weights' recount, and the demo is shown the dense stage's steps and every
+    point's."""
     from common.stages import PathRun
 
     import common.stages
@@ -109,12 +110,15 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(mon
     monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: grids.append(
         lambda_grid(*args)) or grids[-1])
     run, shown = PathRun(config, data, model, model.optimizer), []
-    run.train(lambda epochs: full_batch_fit(model, data.x_train, data.y_train, epochs) or True,
+    run.train(lambda epochs: pytest.fail("the engine trains the dense network of a path"),
               show=shown.append)
     points = run.points
     (grid,) = grids
     assert len(grid) == 5 and all(b > a > 0 for a, b in zip(grid, grid[1:]))
     assert [point.lam for point in points] == [0.0, *grid][:len(points)]
+    dense, *shown = shown  # the dense stage's records (one compiled call), then each point's
+    assert len(dense) == config.epochs and dense[0, 2:].sum() == 48
+    np.testing.assert_array_equal(model.get_weights()[0], points[-1].weights[0])
     assert len(points) >= 3 and len(shown) == len(points) - 1
     assert all(len(records) == config.path_epochs for records in shown)
     for records, previous in zip(shown, points):
@@ -131,20 +135,24 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(mon
 
 
 @pytest.mark.backends
-def test_the_runs_own_path_continues_its_dense_trainings_adam():
-    """Point 1 of the run's own path, in the engine, equals Keras' fit going on with the
-    same ProximalOptimizer: the Adam moments and step count carry over (adam_state)."""
+def test_the_runs_own_dense_network_and_path_in_the_engine_equal_one_keras_fit():
+    """The run's own fold trains its dense network in the engine and goes on to point 1 with
+    the same Adam (moments and step count): equal to Keras' fit with ProximalOptimizer,
+    60 dense epochs then 20 at the point's strength, on one optimizer. The dense stage's
+    records are shown after each compiled call."""
     from common.crossval import FoldPaths
-    from common.stages import adam_state
 
     config, data, model, scale = small_path_setup()
-    full_batch_fit(model, data.x_train, data.y_train, 60)
     search = FoldPaths(model, [data], start_weights=model.get_weights(), lr=config.lr,
                        batch_size=None, seed=0, threshold=config.threshold, xla=False)
-    moments, velocities, steps = adam_state(model.optimizer, model)
-    assert steps == 60
-    search.trainer.set_optimizer_state(0, moments, velocities, steps)
+    search.trainer.chunk_steps = 25  # three compiled calls for the dense stage
+    shown = []
+    assert search.train_dense(60, show=shown.append) == []
+    assert [len(rows) for rows in shown] == [25, 25, 10]
     search.train_point(1, 5e-3, 5.0, 20)
+    first = np.mean((numpy_forward(model.get_weights(), data.x_train) - data.y_train) ** 2)
+    assert shown[0][0, 0] == pytest.approx(first, rel=1e-5)  # the first step's data loss
+    full_batch_fit(model, data.x_train, data.y_train, 60)
     set_scale(model, scale, 5.0)
     full_batch_fit(model, data.x_train, data.y_train, 20)
     for have, want in zip(search.trainer.weights(0), model.get_weights()):
