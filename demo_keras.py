@@ -69,6 +69,7 @@ def train(config, data, on_progress=None):
     with strategy.scope():
         history = UnitHistory(model, data.task, config.threshold, per_epoch,
                               capacity=chunk * per_epoch, evaluate_test=run.evaluate)
+        history.set_model(model)  # fit sets it too; with --path fit never runs
         # The loss is the data loss; fit adds the GroupSparse kernel regularizers' losses.
         compile_args = dict(optimizer=run.optimizer, loss=loss_name(data.task),
                             metrics=[history.recorder])

@@ -33,6 +33,7 @@ _EXPORTS = {
     "build_model": "common.model",
     "finetune": "common.fitting",
     "prune_model": "common.pruning",
+    "choose_lambda": "common.search",
     "PruneReport": "common.pruning",
 }
 __all__ = sorted(_EXPORTS)

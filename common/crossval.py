@@ -60,8 +60,8 @@ class FoldPaths:
         self.on_chunk = (lambda steps, records: on_chunk()) if on_chunk else None
 
     def train_dense(self, epochs, adaptive=None, trained=(), show=None):
-        """The dense network of every fold but those in `trained`, from `start_weights`, then
-        every fold's adaptive weights (1 / ||w_g||**adaptive). `show(records)` gets the run's
+        """The dense network of every fold but those in `trained`, from `start_weights`, then,
+        unless one diverged, every fold's adaptive weights (1 / ||w_g||**adaptive). `show(records)` gets the run's
         own fold's records (rows of data loss, penalty and units per layer) after each
         compiled call. Returns the folds that diverged (none: an empty list)."""
         trainer = self.trainer
@@ -72,6 +72,7 @@ class FoldPaths:
                 show(records[0])
             if self.on_chunk is not None:
                 self.on_chunk(steps, records)
+            return finite(records[:1])  # the run's own network diverged: no need to go on
 
         records = trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
                                 on_chunk=shown, folds=folds) if any(folds) else []

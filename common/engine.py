@@ -28,7 +28,7 @@ from common.gradients import compiled
 from common.penalties import GroupSparse
 
 CHUNK_STEPS = 500  # steps per compiled call (at most): a fixed size, so one compilation
-# XLA's compile (5-10 s on 2 cores) saves about 0.15 ms a fold-step (0.04 against 0.2): it
+# XLA's compile (3-6 s on 2 cores) saves about 0.15 ms a fold-step (0.04 against 0.2): it
 # pays from about this many fold-steps on.
 XLA_FOLD_STEPS = 30_000
 
@@ -70,7 +70,8 @@ class FoldTrainer(FoldStep):
                               for index in self.kernel_slots]
         self.reset_optimizer()
         self.traces = 0  # how often the compiled function was traced (tests count them)
-        self.timing = [0.0, 0]  # seconds and steps (every fold's) of the calls that did not trace
+        self.timing = [0.0, 0]  # seconds and steps (all K folds at once) of the calls that did
+        # not trace
         self._chunk = compiled(self._run_chunk, xla)
 
     # -- state a caller reads and sets --------------------------------------------------
@@ -139,7 +140,8 @@ class FoldTrainer(FoldStep):
         `check_epochs` epochs the validation loss is computed, a fold stops once it has not
         improved for `patience` checks, and each fold ends with its best weights (Keras'
         EarlyStopping with restore_best_weights). `on_chunk(steps_done, records)` runs
-        between compiled calls with that call's records, per fold (progress, signals). `folds`: one bool per fold, False for a fold that
+        between compiled calls with that call's records, per fold (progress, signals);
+        returning False ends the stage there. `folds`: one bool per fold, False for a fold that
         sits this stage out (its weights and Adam untouched); every fold trains when None."""
         plan = fold_plan(self.rows, self.batch_size, epochs, self.seed, stream)
         steps_per_epoch = plan["steps_per_epoch"]
@@ -172,8 +174,10 @@ class FoldTrainer(FoldStep):
                 self.timing[0] += time.perf_counter() - started
                 self.timing[1] += size
             if on_chunk is not None:
-                on_chunk(start + size, fold_rows(records[-1], plan["active"][start:start + size],
-                                                 running))
+                if on_chunk(start + size, fold_rows(records[-1],
+                                                    plan["active"][start:start + size],
+                                                    running)) is False:
+                    break
             if patience and not np.any(ops.convert_to_numpy(stopping[3])):
                 break
         if patience:

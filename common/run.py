@@ -59,7 +59,7 @@ class Run:
             self.optimizer.build(self.model.trainable_variables)  # before a graph is traced
         self.outcome = Outcome("completed", 0, count_active_units(self.model, config.threshold),
                                started, startup_seconds(started))
-        self.path = PathRun(config, data, self.model, self.optimizer)  # lambda 0 until it starts
+        self.path = PathRun(config, data, self.model)  # lambda 0 until it starts
         # Evaluated during training: the validation split with --path (the test split is read
         # once, after the choice), else the test split.
         self.split = "val" if config.path else "test"
@@ -107,6 +107,8 @@ class Run:
                 self.chosen = self.path.finish()  # the model now holds the chosen weights
                 if self.config.finetune:
                     self.finetuned = self.finetune()
+            else:  # the demo's loop says how; the search's dense stage may not have
+                self.diverged(f"not finite in the dense stage, by {self.unit} {self.done}")
         except Exception as error:  # a full disk, or a stop that TensorFlow wrapped
             stop = _wrapped_stop(error)
             if stop is None and not is_disk_full_message(error):

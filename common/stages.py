@@ -7,16 +7,11 @@ and --adaptive that is the demo's plain training. With --path the engine trains 
 with --cv the other folds beside the run's own, all of them in one compiled computation.
 """
 
-import sys
-
 from common.adaptive import kernel_regularizers, set_adaptive_weights
-from common.batches import count_epoch_steps
-from common.crossval import FoldPaths, cv_records
-from common.data import fold_datasets
-from common.engine import XLA_FOLD_STEPS
+from common.crossval import cv_records
 from common.model import build_model, make_optimizer, make_regularizer
-from common.path import (attach_scale, base_strength, finish_path, lambda_grid, path_epochs,
-                         run_path)
+from common.path import attach_scale, base_strength, finish_path, path_epochs
+from common.search import PathSettings, run_search
 
 
 def regularizer_of(config):
@@ -34,13 +29,13 @@ class PathRun:
     """The run's training stages inside a demo: attach it before training (with --path the
     penalty starts at 0), `train` with the demo's own training, then `finish`.
 
-    `train` runs the epochs (in two stages with --adaptive: half plain, half weighted), then
-    with --path the path (its dense start weighted with --adaptive). Without these flags it
-    is the demo's plain training.
+    `train` runs the epochs in the demo's loop (in two stages with --adaptive: half plain,
+    half weighted); with --path the search trains instead (common.search), dense network
+    included. Without these flags it is the demo's plain training.
     """
 
-    def __init__(self, config, data, model, optimizer=None):
-        self.config, self.data, self.model, self.optimizer = config, data, model, optimizer
+    def __init__(self, config, data, model):
+        self.config, self.data, self.model = config, data, model
         self.points, self.ended, self.stages = [], "not started", {}
         self.timing = [0.0, 0]  # the engine's seconds and steps, the calls that traced left out
         self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
@@ -79,90 +74,30 @@ class PathRun:
             on_penalty_change()
 
     def run(self, show=None, on_point=None, on_penalty_change=None, on_chunk=None):
-        """The path in the engine (common.crossval.FoldPaths): the run's own network is fold
-        0, and with --cv the other folds train beside it, from the same initial weights: the
-        dense networks first, then each lambda on every fold before the next. The stop rule
-        reads the pooled losses."""
-        config, data = self.config, self.data
-        others = fold_datasets(data, config.cv, config.seed) if config.cv else []
-        if others:
-            print(f"cross-validation: folds 2 to {config.cv} ({len(others[0].x_train)} rows "
-                  f"each, scored on {len(others[0].x_val)}) train beside the run's own, "
-                  "together", file=sys.stderr, flush=True)
+        """The path (common.search.run_search): the run's own network is fold 0, and with
+        --cv the other folds train beside it, from the same initial weights, the dense
+        networks first, then each lambda on every fold before the next."""
+        config = self.config
+        settings = PathSettings(
+            group_strength=config.group_strength, l1=config.l1,
+            lambdas=config.path_lambdas, points=config.path_points, folds=config.cv,
+            epochs=config.epochs, point_epochs=self.point_epochs, lr=config.lr,
+            batch_size=config.batch_size, seed=config.seed, threshold=config.threshold,
+            freeze_zeros=config.freeze_zeros, finetune=config.finetune,
+            patience=config.patience, adaptive=config.adaptive)
         # A fresh network of the same settings lends its layers.
-        template = build_model(data, config.hidden, regularizer_of(config))
-        start_weights = self.model.get_weights()
-        num_points = len(config.path_lambdas or ()) or config.path_points
-        steps = count_epoch_steps(len(data.x_train), config.batch_size)
+        template = build_model(self.data, config.hidden, regularizer_of(config))
 
-        def start(folds):
-            fold_steps = len(folds) * steps * (config.epochs + (num_points + 1) * (
-                self.point_epochs + config.finetune))
-            return FoldPaths(
-                template, folds, start_weights=start_weights, lr=config.lr,
-                batch_size=config.batch_size, seed=config.seed, threshold=config.threshold,
-                freeze_zeros=config.freeze_zeros, finetune=config.finetune,
-                patience=config.patience, on_chunk=on_chunk,
-                xla=fold_steps >= XLA_FOLD_STEPS)
+        def adaptive_set():
+            self.stages["adaptive_gamma"] = config.adaptive
+            if on_penalty_change is not None:
+                on_penalty_change()
 
-        self.ended = "interrupted"  # until the path returns
-        search = start([data, *others])
-        self.timing = search.trainer.timing
-        def dense_shown(records):  # the demo shows the network it holds
-            self.model.set_weights(search.trainer.weights(0))
-            if show is not None:
-                show(records)
-
-        try:
-            broken = search.train_dense(config.epochs, config.adaptive, show=dense_shown)
-        finally:  # the run's own dense network, however far it got
-            self.model.set_weights(search.trainer.weights(0))
-        if 0 in broken:  # the run's own dense network diverged (show said so)
-            self.ended = "diverged"
-            return
-        if broken:  # another fold's dense network diverged: the run's own split chooses
-            print(f"cross-validation fold {broken[0] + 1}'s dense network diverged: the "
-                  "run's own validation split chooses", file=sys.stderr)
-            others, trained = [], search.trainer
-            search = start([data])
-            search.trainer.timing = self.timing
-            search.trainer.set_weights(0, trained.weights(0))
-            search.trainer.set_optimizer_state(0, *trained.optimizer_state(0))
-            search.train_dense(config.epochs, config.adaptive, trained=(0,))
-        if config.adaptive is not None:
-            self._weigh_groups(on_penalty_change)
-        lambdas = list(config.path_lambdas or lambda_grid(
-            self.model, data, config.path_points, config.group_strength, config.l1))
-        self.folds = [(self.points, len(data.x_val))]
-        parts = [(points, len(fold.x_val)) for points, fold in zip(search.points[1:], others)]
-
-        def train_point(index, lam):
-            reason = search.train_point(index, lam, lam / self.base, self.point_epochs)
-            if len(search.points[0]) <= index:  # not measured: a fold's loss overflowed
-                if reason == "diverged":  # the run's own: the points before it stand
-                    reason = f"the loss became not finite at lambda {lam:.3g}"
-                    print(f"\nthe path stops: {reason}; the choice is among the {index} "
-                          "points before it", file=sys.stderr)
-                return None, reason
-            point = search.points[0][index]
-            self.model.set_weights(point.weights)  # the demo shows the point's network
-            return point, reason
-
-        def shown(point):  # once the path keeps the point: a Ctrl-C here loses nothing
-            if point.index > 0 and show is not None:
-                show(search.records[0])
-            if on_point is not None:
-                on_point(point)
-
-        def pooled_losses():
-            if not others:
-                return None
-            return [record["val_loss"] for record in cv_records(data.task, [*self.folds,
-                                                                             *parts])]
-
-        self.ended = run_path(self.points, lambdas, train_point, shown, pooled_losses)
-        if others:
-            self.folds += parts
+        self.ended = "interrupted"  # until the path returns; a stop keeps the run's own fold
+        self.folds = [(self.points, len(self.data.x_val))]
+        self.ended, self.folds = run_search(self.model, self.data, template, settings,
+                                            self.points, self.timing, show, on_point,
+                                            adaptive_set, on_chunk)
 
     def finish(self):
         """The run.json fields of the path; the model then holds the selected weights, and

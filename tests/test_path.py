@@ -103,13 +103,13 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(mon
     point's."""
     from common.stages import PathRun
 
-    import common.stages
+    import common.search
 
     config, data, model, scale = small_path_setup()
     grids = []
-    monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: grids.append(
+    monkeypatch.setattr(common.search, "lambda_grid", lambda *args: grids.append(
         lambda_grid(*args)) or grids[-1])
-    run, shown = PathRun(config, data, model, model.optimizer), []
+    run, shown = PathRun(config, data, model), []
     run.train(lambda epochs: pytest.fail("the engine trains the dense network of a path"),
               show=shown.append)
     points = run.points
@@ -200,7 +200,7 @@ def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
     tuner = FoldTrainer(model, [(data.x_train, data.y_train, data.x_val, data.y_val)],
                         data.task, 1e-2, None, seed=0)
     tuner.set_weights(0, weights)
-    before = [[np.array(keras.ops.convert_to_numpy(value)) for value in part[0]]
+    before = [[np.array(keras.ops.convert_to_numpy(value)) for value in part]
               for part in tuner.state()[:3]]
     tuned, = tuner.finetune([weights], 30, (2, 0), threshold=1e-3, patience=None)
     assert np.all(tuned[0][[1, 4]] == 0)
@@ -209,8 +209,9 @@ def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
     assert np.all(np.abs(tuned[0][kept] - weights[0][kept]).sum(axis=1) > 0)
     after = tuner.state()
     for part in range(3):  # weights (the pruned rows not zeroed), Adam's moments, velocities
+        assert len(after[part]) == len(before[part]) == 6  # every weight of the network
         assert all(np.array_equal(keras.ops.convert_to_numpy(a), b)
-                   for a, b in zip(after[part][0], before[part]))
+                   for a, b in zip(after[part], before[part]))
     assert np.all(keras.ops.convert_to_numpy(tuner.params[0][0])[[1, 4]] == 1e-5)
 
 

@@ -21,7 +21,7 @@ from tests.helpers import WatchedDataset, raw_inputs, read_scalars
 @pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
                                   pytest.param(demo_keras, marks=pytest.mark.backends)])
 def test_the_test_split_is_read_only_after_selection(tmp_path, monkeypatch, demo):
-    import common.stages
+    import common.search
 
     events = []
     finish_path = common.stages.finish_path
@@ -133,9 +133,9 @@ def test_a_path_point_that_diverges_ends_the_path_not_the_run(tmp_path, demo, mo
     past the command line's bound, so given to the path directly) ends the path there; the
     points before it stand, one of them is chosen and pruned, and nobody is told to lower
     --lr (#29 item 6)."""
-    import common.stages
+    import common.search
 
-    monkeypatch.setattr(common.stages, "lambda_grid", lambda *args: [1e-4, 1e38])
+    monkeypatch.setattr(common.search, "lambda_grid", lambda *args: [1e-4, 1e38])
     summary = demo.main(["--path", "--solver", "subgradient", "--path-points", "2",
                          "--epochs", "5", "--path-epochs", "5", "--no-show",
                          "--logdir", str(tmp_path)])
@@ -144,6 +144,21 @@ def test_a_path_point_that_diverges_ends_the_path_not_the_run(tmp_path, demo, mo
     assert len(summary["path"]) == 2 and summary["selected"]["index"] in (0, 1)
     (run_dir,) = tmp_path.iterdir()
     assert (run_dir / "pruned.keras").is_file() and summary["units_after"] is not None
+
+
+@pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
+                                  pytest.param(demo_keras, marks=pytest.mark.backends)])
+def test_a_path_whose_dense_network_diverges_says_so_and_stops_there(tmp_path, demo):
+    """With --path the engine trains the dense network too: a loss that is not finite there
+    ends the run as "diverged" (no path, no model saved), after the first compiled call, in
+    a sentence rather than a traceback."""
+    summary = demo.main(["--path", "--lr", "1e30", "--epochs", "1200", "--path-points", "2",
+                         "--no-show", "--logdir", str(tmp_path)])
+    assert summary["status"] == "diverged" and "the loss became" in summary["message"]
+    assert summary["path"] == [] and summary["selected"] is None
+    assert summary["steps"] <= 500  # the first compiled call (500 steps) diverged: no more
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "run.json").is_file() and not (run_dir / "pruned.keras").exists()
 
 
 def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch):

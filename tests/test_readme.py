@@ -16,16 +16,51 @@ def examples(name):
     return re.findall(r"```python\n(.*?)```", text(name), flags=re.S)
 
 
+_ran = {}
+
+
+def reuse_example(boston):
+    """The README's example, run once per test process: its namespace."""
+    if not _ran:
+        (example,) = examples("README.md")
+        _ran.update(x_train=boston.x_train, y_train=boston.y_train)
+        exec(compile(example, "README.md", "exec"), _ran)
+    return _ran
+
+
 @pytest.mark.backends
 def test_the_reuse_example_runs_and_prunes(boston):
-    (example,) = examples("README.md")
-    namespace = {"x_train": boston.x_train, "y_train": boston.y_train}
-    exec(compile(example, "README.md", "exec"), namespace)
+    namespace = reuse_example(boston)
     history, report, smaller = namespace["history"], namespace["report"], namespace["smaller"]
     assert history.records["epoch"] == list(range(1, 21))
     assert len(history.records["units"][-1]) == 2
     assert report.architecture.startswith("13-20-1 → ")
     assert smaller.input_shape[1] == len(report.kept_inputs)
+
+
+@pytest.mark.backends
+def test_the_choose_lambda_example_chooses_on_pooled_folds_and_prunes(boston):
+    """choose_lambda on the user's own network, as the README shows it: a path of at most
+    11 points (lambda 0 first, growing), the choice among 5-fold pooled records, the chosen
+    network's strengths scaled to its lambda, and a pruned copy computing what it computes
+    (a NumPy forward pass of each)."""
+    import numpy as np
+
+    from tests.helpers import numpy_forward
+
+    found = reuse_example(boston)["found"]
+    lambdas = [point["lambda"] for point in found.path]
+    assert lambdas[0] == 0.0 and all(b > a for a, b in zip(lambdas, lambdas[1:]))
+    assert 2 <= len(found.path) <= 11 and len(found.records) <= len(found.path)
+    assert "5-fold" in found.selected["rule"]
+    assert found.selected["lambda"] == lambdas[found.selected["index"]]
+    assert found.report.architecture.startswith("13-20-1 → ")
+    strengths = [layer.kernel_regularizer.group_strength for layer in found.model.layers]
+    assert strengths == [pytest.approx(found.selected["lambda"])] * 2
+    x = boston.x_test
+    np.testing.assert_allclose(
+        numpy_forward(found.pruned.get_weights(), x[:, found.report.kept_inputs]),
+        numpy_forward(found.model.get_weights(), x), atol=1e-4)
 
 
 @pytest.mark.backends
