@@ -25,7 +25,8 @@ class Outcome:
     units_before: object  # UnitCounts of the model before training
     wall_started: float  # time.perf_counter() at the start of the run
     startup_seconds: float | None = None  # the script's start-up before it (None: no script)
-    ms_per_step: float | None = None  # training time per step, the first (tracing) call excluded
+    ms_per_step: float | None = None  # training time per step, the tracing calls excluded
+    # (with --path the engine's: one step of every fold at once)
     final_loss: float | None = None  # the last data loss (None when it was not finite)
     message: str | None = None  # why the run diverged or failed, one sentence
 
