@@ -77,6 +77,16 @@ def set_scale(model, scale, value):
         drop_compiled_step(model)
 
 
+def carry_lambda(model, factor):
+    """Every GroupSparse strength of `model` times `factor` (the chosen lambda over the base
+    strength), the path's scale removed: the model carries the penalty it was chosen with."""
+    for _, regularizer in kernel_regularizers(model):
+        regularizer.group_strength *= factor
+        regularizer.l1 *= factor
+        regularizer.l2 *= factor
+        regularizer.scale = None
+
+
 def layer_lambda_max(model, x, y, task):
     """For each kernel, the largest ||dL/dW[g]|| / (sqrt(group size) * a_g) over its rows g,
     each with W[g] = 0: the group strength at which that layer is held empty (a_g: the

@@ -28,7 +28,7 @@ from common.batches import count_epoch_steps
 from common.crossval import FoldPaths, cv_records
 from common.data import Dataset, fold_datasets
 from common.engine import XLA_FOLD_STEPS
-from common.path import base_strength, finish_path, lambda_grid, run_path
+from common.path import base_strength, carry_lambda, finish_path, lambda_grid, run_path
 
 
 @dataclasses.dataclass
@@ -185,12 +185,8 @@ def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
                          pooled, settings.folds if pooled else None)
     if chosen["selected"] is None:
         raise RuntimeError(f"the path trained no point: {ended}")
-    factor = chosen["selected"]["lambda"] / base_strength(settings.group_strength,
-                                                          settings.l1)
-    for regularizer in regularizers:  # the chosen network carries its penalty
-        regularizer.group_strength *= factor
-        regularizer.l1 *= factor
-        regularizer.l2 *= factor
+    carry_lambda(model, chosen["selected"]["lambda"] / base_strength(settings.group_strength,
+                                                                     settings.l1))
     pruned, report = prune_model(model, settings.threshold, data.feature_names)
     return PathChoice(pooled or chosen["path"], chosen["selected"], chosen["path"], ended,
                       model, pruned, report)

@@ -10,7 +10,7 @@ with --cv the other folds beside the run's own, all of them in one compiled comp
 from common.adaptive import kernel_regularizers, set_adaptive_weights
 from common.crossval import cv_records
 from common.model import build_model, make_optimizer, make_regularizer
-from common.path import attach_scale, base_strength, finish_path, path_epochs
+from common.path import attach_scale, base_strength, carry_lambda, finish_path, path_epochs
 from common.search import PathSettings, run_search
 
 
@@ -122,11 +122,6 @@ class PathRun:
                              pooled, self.config.cv)
         if chosen["selected"] is not None and self.scale is not None:
             # The model carries the penalty it was chosen with (saved with --save-model).
-            factor = chosen["selected"]["lambda"] / self.base
-            for _, regularizer in kernel_regularizers(self.model):
-                regularizer.group_strength *= factor
-                regularizer.l1 *= factor
-                regularizer.l2 *= factor
-                regularizer.scale = None
+            carry_lambda(self.model, chosen["selected"]["lambda"] / self.base)
             self.scale = None  # once: a second call finds the strengths folded in
         return {**stages, **cv, **chosen}
