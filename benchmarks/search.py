@@ -54,6 +54,10 @@ def preset_rows(seeds, data_flags, logdir):
             "seed": seed, "wall_seconds": round(wall, 1),
             "run_wall_seconds": round(summary["wall_seconds"], 1),
             "points_trained": len(summary["path"]), "path_ended": summary["path_ended"],
+            # Optimizer steps of the run's own fold (every fold trains as many), and the
+            # engine's milliseconds per step of all folds together.
+            "steps": summary["steps"], "engine_ms_per_step": summary["ms_per_step"],
+            "point_steps": [point.get("steps") for point in summary["path"]],
             "pooled_points": len(summary["cv"].get("records", [])),
             "selected_lambda": summary["selected"]["lambda"],
             "cv_mean_units": summary["cv"]["records"][summary["selected"]["index"]]["total_units"]

@@ -192,6 +192,7 @@ def check_flags(args, demo):
 
 PATH_FLAGS = {"val_fraction": "--val-fraction", "path_points": "--path-points",
               "path_lambdas": "--path-lambdas", "path_epochs": "--path-epochs",
+              "path_settle": "--path-settle",
               "select": "--select", "max_units": "--max-units", "cv": "--cv"}
 
 

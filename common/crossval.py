@@ -49,9 +49,10 @@ class FoldPaths:
     `records` each fold's per-step records of the last point."""
 
     def __init__(self, model, folds, *, start_weights, lr, batch_size, seed, threshold,
-                 freeze_zeros=False, finetune=0, patience=None, on_chunk=None, xla=True):
+                 freeze_zeros=False, finetune=0, patience=None, settle=None, on_chunk=None,
+                 xla=True):
         self.folds, self.threshold, self.freeze_zeros = folds, threshold, freeze_zeros
-        self.finetune, self.patience = finetune, patience
+        self.finetune, self.patience, self.settle = finetune, patience, settle
         self.trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
                                            for fold in folds], folds[0].task, lr, batch_size,
                                    seed, threshold, start_weights=start_weights, xla=xla)
@@ -76,6 +77,8 @@ class FoldPaths:
 
         records = trainer.train(epochs, (DENSE,), freeze_zeros=self.freeze_zeros,
                                 on_chunk=shown, folds=folds) if any(folds) else []
+        if folds[0]:
+            self.records = records  # point 0's steps
         broken = [fold for fold, rows in enumerate(records) if not finite([rows])]
         if adaptive is not None and not broken:
             for fold in range(len(self.folds)):
@@ -91,7 +94,7 @@ class FoldPaths:
         if index > 0:
             self.records = self.trainer.train(epochs, (POINT, index), scale=scale,
                                               freeze_zeros=self.freeze_zeros,
-                                              on_chunk=self.on_chunk)
+                                              on_chunk=self._point_chunk())
             broken = [fold for fold, records in enumerate(self.records) if not finite([records])]
             if broken:
                 return "diverged" if broken[0] == 0 else \
@@ -99,6 +102,22 @@ class FoldPaths:
         for fold_points, point in zip(self.points, self._measure(index, lam)):
             fold_points.append(point)
         return None
+
+    def _point_chunk(self):
+        """What runs between a point's compiled calls: the caller's check and, with
+        `settle`, the end of the point once it has settled (point_settled)."""
+        if not self.settle:
+            return self.on_chunk
+        before = []  # each fold's mean objective over the previous compiled call
+
+        def on_chunk(steps, records):
+            if self.on_chunk is not None:
+                self.on_chunk(steps, records)
+            done = bool(before) and point_settled(records, before, self.settle)
+            before[:] = [float(np.mean(rows[:, 0] + rows[:, 1])) for rows in records]
+            return not done
+
+        return on_chunk
 
     def _measure(self, index, lam):
         trainer, scratch = self.trainer, self.scratch
@@ -116,11 +135,27 @@ class FoldPaths:
             metric, se = metric_and_standard_error(data, data.y_val, predictions)
             loss = float(np.mean(keras.ops.convert_to_numpy(
                 row_losses(data.task, data.y_val, predictions))))
+            steps = len(self.records[fold]) if self.records[fold] is not None else None
             points.append(PathPoint(index, lam, counts.as_dict(), counts.total,
                                     report.params_after, metric, se, loss,
-                                    weights[fold] if fold == 0 else None))
+                                    weights[fold] if fold == 0 else None, steps))
         return points
 
+
+
+def point_settled(records, before, tolerance):
+    """Whether a path point has settled: in the last compiled call's records (one array per
+    fold, rows of data loss, penalty and units per layer) no fold's units changed, and each
+    fold's mean objective (data loss + penalty) moved by at most `tolerance` relative to its
+    mean over the call before (`before`, one number per fold). Minibatch losses are noisy
+    step to step; a call's mean over hundreds of steps is not."""
+    for rows, previous in zip(records, before):
+        if len(rows) == 0 or np.any(rows[:, 2:] != rows[0, 2:]):
+            return False
+        mean = float(np.mean(rows[:, 0] + rows[:, 1]))
+        if not abs(mean - previous) <= tolerance * abs(mean):
+            return False
+    return True
 
 
 def pooled(task, scores):

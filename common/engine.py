@@ -27,7 +27,7 @@ from common.fold_step import FoldStep, per_fold
 from common.gradients import compiled
 from common.penalties import GroupSparse
 
-CHUNK_STEPS = 500  # steps per compiled call (at most): a fixed size, so one compilation
+CHUNK_STEPS = 250  # steps per compiled call (at most): a fixed size, so one compilation
 # XLA's compile (3-6 s on 2 cores) saves about 0.15 ms a fold-step (0.04 against 0.2): it
 # pays from about this many fold-steps on.
 XLA_FOLD_STEPS = 30_000
@@ -161,8 +161,12 @@ class FoldTrainer(FoldStep):
         running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)
         stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"), tensor(running))
         records = []
-        for start in range(0, total, self.chunk_steps):
-            size = min(self.chunk_steps, total - start)
+        # A call covers whole epochs where one fits (a stage that on_chunk ends early ends
+        # at an epoch's end); its slots are padded to chunk_steps, the compiled length.
+        per_call = max(self.chunk_steps // steps_per_epoch, 1) * steps_per_epoch
+        per_call = per_call if per_call <= self.chunk_steps else self.chunk_steps
+        for start in range(0, total, per_call):
+            size = min(per_call, total - start)
             batches = chunk_of(plan, start, size, self.chunk_steps)
             traces, started = self.traces, time.perf_counter()
             state, stopping, rows = self._chunk(

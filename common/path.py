@@ -47,11 +47,14 @@ class PathPoint:
     val_se: float
     val_loss: float
     weights: list = dataclasses.field(repr=False, default=None)  # the trained weights
+    steps: int | None = None  # steps trained at this lambda (fewer once settled; the dense
+    # stage's for point 0)
 
     def as_dict(self):
         return {"index": self.index, "lambda": self.lam, "units": self.units,
                 "total_units": self.total_units, "params": self.params,
-                "val_metric": self.val_metric, "val_se": self.val_se, "val_loss": self.val_loss}
+                "val_metric": self.val_metric, "val_se": self.val_se, "val_loss": self.val_loss,
+                "steps": self.steps}
 
 
 def base_strength(group_strength, l1):

@@ -38,7 +38,10 @@ class PathSettings:
     cross-validation; None: the validation split alone), the dense stage's `epochs` and each
     point's `point_epochs`, Adam's `lr`, `batch_size` (None: full batch), `seed`, the unit
     `threshold`, `freeze_zeros`, per-point fine-tuning (`finetune` epochs, early stopping
-    after `patience`), and `adaptive` (gamma of the adaptive group Lasso, or None)."""
+    after `patience`), `adaptive` (gamma of the adaptive group Lasso, or None) and `settle`
+    (a point ends early once its units and objective have settled to this relative change
+    over one compiled call, common.crossval.point_settled; None: every point trains
+    `point_epochs`)."""
     group_strength: float
     l1: float = 0.0
     lambdas: list | None = None
@@ -54,6 +57,7 @@ class PathSettings:
     finetune: int = 0
     patience: int | None = None
     adaptive: float | None = None
+    settle: float | None = None
 
 
 def run_search(model, data, template, settings, points, timing, show=None, on_point=None,
@@ -86,7 +90,8 @@ def run_search(model, data, template, settings, points, timing, show=None, on_po
             template, folds, start_weights=start_weights, lr=settings.lr,
             batch_size=settings.batch_size, seed=settings.seed, threshold=settings.threshold,
             freeze_zeros=settings.freeze_zeros, finetune=settings.finetune,
-            patience=settings.patience, on_chunk=on_chunk, xla=fold_steps >= XLA_FOLD_STEPS)
+            patience=settings.patience, settle=settings.settle, on_chunk=on_chunk,
+            xla=fold_steps >= XLA_FOLD_STEPS)
         search.trainer.timing = timing
         return search
 

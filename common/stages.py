@@ -84,7 +84,7 @@ class PathRun:
             epochs=config.epochs, point_epochs=self.point_epochs, lr=config.lr,
             batch_size=config.batch_size, seed=config.seed, threshold=config.threshold,
             freeze_zeros=config.freeze_zeros, finetune=config.finetune,
-            patience=config.patience, adaptive=config.adaptive)
+            patience=config.patience, adaptive=config.adaptive, settle=config.path_settle)
         # A fresh network of the same settings lends its layers.
         template = build_model(self.data, config.hidden, regularizer_of(config))
 

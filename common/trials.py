@@ -25,8 +25,9 @@ from common.tensorboard import scalar_summary
 HPARAMS = ("dataset", "hidden", "epochs", "batch_size", "lr", "group_strength", "group_layers",
            "l1", "l1_layers", "l2", "adaptive", "threshold", "solver", "freeze_zeros", "seed",
            "finetune", "patience", "preset", "strategy", "path", "val_fraction", "path_points",
-           "path_epochs", "select", "max_units", "cv")
-PATH_HPARAMS = ("val_fraction", "path_points", "path_epochs", "select", "max_units", "cv")
+           "path_epochs", "path_settle", "select", "max_units", "cv")
+PATH_HPARAMS = ("val_fraction", "path_points", "path_epochs", "path_settle", "select",
+                "max_units", "cv")
 TRIAL_RUN = "trial"  # <run>/trial: the run's HParams trial
 DEMO_LABELS = {"tensorflow": "TF", "keras": "Keras"}
 

@@ -78,7 +78,8 @@ def test_folds_in_one_computation_equal_separate_runs(boston):
 def test_ragged_minibatches_follow_their_definition_and_equal_separate_runs(boston):
     """Batches of 64 rows from a fresh permutation per epoch, drawn from the stage's stream:
     the rows of every step recomputed here with NumPy alone; folds of 150 and 130 rows
-    (3 steps an epoch, the last one shorter) equal separate runs on those batches."""
+    (3 steps an epoch, the last one shorter) equal separate runs on those batches, each
+    compiled call covering whole epochs."""
     folds = folds_of(boston, [150, 130], seed=1)
     seed, stream = 7, (1, 3)
     for fold, (x, _, _, _) in enumerate(folds):
@@ -95,7 +96,9 @@ def test_ragged_minibatches_follow_their_definition_and_equal_separate_runs(bost
     start = model.get_weights()
     trainer = FoldTrainer(model, folds, "regression", 1e-3, 64, seed=seed, chunk_steps=5,
                           xla=False)  # the plain graph: the same maths, a faster compile
-    trainer.train(4, stream=stream, scale=2.0)
+    calls = []  # a compiled call covers whole epochs (3 steps of the 5 it could)
+    trainer.train(4, stream=stream, scale=2.0, on_chunk=lambda done, _: calls.append(done))
+    assert calls == [3, 6, 9, 12]
     for fold, (x, y, _, _) in enumerate(folds):
         batches = [rows for epoch in stage_indices(len(x), 64, 4, seed, *stream, fold)
                    for rows in epoch]

@@ -232,3 +232,57 @@ def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
             assert min(counts.inputs, *counts.hidden) == 0
         else:
             assert counts.total >= 0.9 * 48
+
+
+def test_a_point_settles_once_units_and_objective_hold_still():
+    """point_settled on hand-made records (rows: data loss, penalty, units per layer): every
+    fold's units unchanged through the call, and each fold's mean objective within the
+    tolerance of its mean over the call before."""
+    from common.crossval import point_settled
+
+    def rows(objective, units=(10, 4, 2), steps=4):
+        return np.array([[objective - 0.01, 0.01, *units]] * steps, np.float32)
+
+    still = [rows(1.0), rows(2.0)]
+    assert point_settled(still, [1.0005, 2.001], 1e-3)
+    assert not point_settled(still, [1.0005, 2.003], 1e-3)  # fold 2 moved 1.5e-3
+    moving_unit = rows(1.0)
+    moving_unit[2, 3] = 3  # a unit of the first hidden layer dropped mid-call
+    assert not point_settled([moving_unit, rows(2.0)], [1.0, 2.0], 1e-3)
+    assert not point_settled([rows(1.0)[:0], rows(2.0)], [1.0, 2.0], 1e-3)
+    assert not point_settled([rows(float("nan")), rows(2.0)], [1.0, 2.0], 1e-3)
+
+
+@pytest.mark.backends
+def test_a_settled_point_ends_at_the_first_call_that_settled():
+    """With `settle` a point's training ends after the first compiled call whose records
+    settled (recomputed here from a full run's records in NumPy: no unit changed in the
+    call, each fold's mean objective within the tolerance of the call before); without it
+    the point trains all its epochs, and the settled point's records are the full run's."""
+    from common.crossval import FoldPaths
+
+    config, data, model, _ = small_path_setup()
+
+    def point(settle):
+        search = FoldPaths(model, [data, data], start_weights=model.get_weights(), lr=1e-2,
+                           batch_size=None, seed=0, threshold=config.threshold,
+                           settle=settle, xla=False)
+        search.trainer.chunk_steps = 20
+        search.train_dense(300)
+        search.train_point(1, 3e-3, 3.0, 400)
+        return search.records
+
+    full = point(None)
+    assert len(full[0]) == len(full[1]) == 400
+    objective = full[0][:, 0] + full[0][:, 1]  # both folds are the same rows
+    means = objective.reshape(20, 20).mean(axis=1)
+    changes = {20 * (call + 1): abs(means[call] - means[call - 1]) / abs(means[call])
+               for call in range(1, 20)
+               if np.all(full[0][20 * call:20 * (call + 1), 2:] == full[0][20 * call, 2:])}
+    assert len(changes) >= 3, "the units never held still: the test needs a longer point"
+    ordered = sorted(changes.values())  # a tolerance between two calls' changes, none on it
+    tolerance = float(ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    first = min(end for end, change in changes.items() if change <= tolerance)
+    short = point(tolerance)
+    assert len(short[0]) == len(short[1]) == first < 400
+    np.testing.assert_allclose(short[0], full[0][:first], rtol=1e-6)
