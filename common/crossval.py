@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from common.counting import count_active_units
-from common.batches import DENSE, FINETUNE, POINT
+from common.batches import DENSE, FINETUNE, POINT, count_epoch_steps
 from common.engine import FoldTrainer, finite
 from common.model import metric_and_standard_error, row_losses
 from common.path import PathPoint
@@ -53,6 +53,7 @@ class FoldPaths:
                  xla=True):
         self.folds, self.threshold, self.freeze_zeros = folds, threshold, freeze_zeros
         self.finetune, self.patience, self.settle = finetune, patience, settle
+        self.batch_size = batch_size
         self.trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
                                            for fold in folds], folds[0].task, lr, batch_size,
                                    seed, threshold, start_weights=start_weights, xla=xla)
@@ -105,16 +106,19 @@ class FoldPaths:
 
     def _point_chunk(self):
         """What runs between a point's compiled calls: the caller's check and, with
-        `settle`, the end of the point once it has settled (point_settled)."""
+        `settle`, the end of the point once it has settled (point_settled), at an epoch's end."""
         if not self.settle:
             return self.on_chunk
-        before = []  # each fold's mean objective over the previous compiled call
+        epoch = max(count_epoch_steps(len(fold.x_train), self.batch_size) for fold in self.folds)
+        before = []  # per fold: (mean objective, units) of the previous compiled call
 
         def on_chunk(steps, records):
-            if self.on_chunk is not None:
-                self.on_chunk(steps, records)
-            done = bool(before) and point_settled(records, before, self.settle)
-            before[:] = [float(np.mean(rows[:, 0] + rows[:, 1])) for rows in records]
+            if self.on_chunk is not None and self.on_chunk(steps, records) is False:
+                return False
+            done = (bool(before) and steps % epoch == 0
+                    and point_settled(records, before, self.settle))
+            before[:] = [(float(np.mean(rows[:, 0] + rows[:, 1])), rows[-1, 2:]) if len(rows)
+                         else (float("nan"), None) for rows in records]
             return not done
 
         return on_chunk
@@ -145,12 +149,13 @@ class FoldPaths:
 
 def point_settled(records, before, tolerance):
     """Whether a path point has settled: in the last compiled call's records (one array per
-    fold, rows of data loss, penalty and units per layer) no fold's units changed, and each
-    fold's mean objective (data loss + penalty) moved by at most `tolerance` relative to its
-    mean over the call before (`before`, one number per fold). Minibatch losses are noisy
-    step to step; a call's mean over hundreds of steps is not."""
-    for rows, previous in zip(records, before):
-        if len(rows) == 0 or np.any(rows[:, 2:] != rows[0, 2:]):
+    fold, rows of data loss, penalty and units per layer after each step) no fold's units
+    changed, from the call before's last step on, and each fold's mean objective (data loss +
+    penalty) moved by at most `tolerance` times itself: |mean - previous| <= tolerance * |mean|.
+    `before`: per fold, (mean objective, units after the last step) of the call before.
+    Minibatch losses are noisy step to step; a call's mean over hundreds of steps is not."""
+    for rows, (previous, units) in zip(records, before):
+        if len(rows) == 0 or units is None or np.any(rows[:, 2:] != units):
             return False
         mean = float(np.mean(rows[:, 0] + rows[:, 1]))
         if not abs(mean - previous) <= tolerance * abs(mean):

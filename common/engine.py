@@ -161,10 +161,10 @@ class FoldTrainer(FoldStep):
         running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)
         stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"), tensor(running))
         records = []
-        # A call covers whole epochs where one fits (a stage that on_chunk ends early ends
-        # at an epoch's end); its slots are padded to chunk_steps, the compiled length.
-        per_call = max(self.chunk_steps // steps_per_epoch, 1) * steps_per_epoch
-        per_call = per_call if per_call <= self.chunk_steps else self.chunk_steps
+        # A call covers whole epochs where one fits in chunk_steps; its slots are padded to
+        # chunk_steps, the compiled length.
+        per_call = min(max(self.chunk_steps // steps_per_epoch, 1) * steps_per_epoch,
+                       self.chunk_steps)
         for start in range(0, total, per_call):
             size = min(per_call, total - start)
             batches = chunk_of(plan, start, size, self.chunk_steps)

@@ -87,6 +87,7 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     assert compact.epochs == 1500 and compact.path_epochs == 4500 and compact.cv == 5
     assert compact.path_points == 40 and compact.path_settle == 1e-3
     assert parse_config(["--preset", "compact", "--path-settle", "1e-2"]).path_settle == 1e-2
+    assert parse_config(["--preset", "compact", "--path-settle", "0"]).path_settle == 0  # off
     assert compact.val_fraction == 0.2
     assert parse_config(["--preset", "compact"], "keras").path_epochs == 7500
     assert parse_config(["--preset", "compact", "--epochs", "300"]).path_epochs == 900
@@ -180,7 +181,7 @@ def test_help_shows_every_default_and_the_exit_codes(capsys):
     (["--path", "--group", "0"], "--group or --l1 must be above 0"),
     (["--select", "min"], "--select belongs to --path"),
     (["--path-settle", "1e-3"], "--path-settle belongs to --path"),
-    (["--path", "--path-settle", "0"], "--path-settle: must be"),
+    (["--path", "--path-settle", "-1e-3"], "--path-settle: must be"),
     (["--path", "--path-settle", "2"], "--path-settle: must be"),
     (["--path", "--strategy", "mirrored"], "--path runs on one device"),
     (["--group", "1e-3", "2e-3"], "--group takes one value or one per kernel (3 for --hidden 20 15)"),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common import count_active_units
+from common.batches import FINETUNE
 from common.config import parse_config
 from common.data import load_dataset
 from common.model import build_model, metric_and_standard_error
@@ -235,54 +236,91 @@ def test_lambda_max_removes_everything_and_a_thousandth_of_it_almost_nothing():
 
 
 def test_a_point_settles_once_units_and_objective_hold_still():
-    """point_settled on hand-made records (rows: data loss, penalty, units per layer): every
-    fold's units unchanged through the call, and each fold's mean objective within the
-    tolerance of its mean over the call before."""
+    """point_settled on hand-made records (rows: data loss, penalty, units per layer after
+    each step): every fold's units unchanged from the call before's last step on, and each
+    fold's mean objective within the tolerance of its mean over the call before."""
     from common.crossval import point_settled
 
     def rows(objective, units=(10, 4, 2), steps=4):
         return np.array([[objective - 0.01, 0.01, *units]] * steps, np.float32)
 
+    units = np.array([10, 4, 2], np.float32)
     still = [rows(1.0), rows(2.0)]
-    assert point_settled(still, [1.0005, 2.001], 1e-3)
-    assert not point_settled(still, [1.0005, 2.003], 1e-3)  # fold 2 moved 1.5e-3
+    assert point_settled(still, [(1.0005, units), (2.001, units)], 1e-3)
+    assert not point_settled(still, [(1.0005, units), (2.003, units)], 1e-3)  # 1.5e-3
     moving_unit = rows(1.0)
     moving_unit[2, 3] = 3  # a unit of the first hidden layer dropped mid-call
-    assert not point_settled([moving_unit, rows(2.0)], [1.0, 2.0], 1e-3)
-    assert not point_settled([rows(1.0)[:0], rows(2.0)], [1.0, 2.0], 1e-3)
-    assert not point_settled([rows(float("nan")), rows(2.0)], [1.0, 2.0], 1e-3)
+    assert not point_settled([moving_unit, rows(2.0)], [(1.0, units), (2.0, units)], 1e-3)
+    # A unit that dropped at the call's first step: only the call before's units show it.
+    assert not point_settled(still, [(1.0, units), (2.0, np.array([10, 5, 2]))], 1e-3)
+    assert not point_settled([rows(1.0)[:0], rows(2.0)], [(1.0, units), (2.0, units)], 1e-3)
+    assert not point_settled([rows(1.0), rows(2.0)], [(1.0, None), (2.0, units)], 1e-3)
+    assert not point_settled([rows(float("nan")), rows(2.0)], [(1.0, units), (2.0, units)],
+                             1e-3)
 
 
 @pytest.mark.backends
-def test_a_settled_point_ends_at_the_first_call_that_settled():
+def test_a_settled_point_ends_at_the_first_call_that_settled(monkeypatch):
     """With `settle` a point's training ends after the first compiled call whose records
-    settled (recomputed here from a full run's records in NumPy: no unit changed in the
-    call, each fold's mean objective within the tolerance of the call before); without it
-    the point trains all its epochs, and the settled point's records are the full run's."""
+    settled in every fold (recomputed here from a full run's records in NumPy: no unit
+    changed since the call before's last step, each fold's mean objective within the
+    tolerance of the call before's); without it the point trains all its epochs. The
+    settled point's records are the full run's, and its fine-tuning is not cut short."""
     from common.crossval import FoldPaths
+    from common.data import fold_datasets
+    from common.engine import FoldTrainer
 
     config, data, model, _ = small_path_setup()
+    folds = [data, fold_datasets(data, 3, 0)[0]]  # two folds of other rows
+    stages = []
+    train = FoldTrainer.train
+
+    def watched(self, epochs, stream, **settings):
+        records = train(self, epochs, stream, **settings)
+        stages.append((stream[0], epochs, len(records[0])))
+        return records
+
+    monkeypatch.setattr(FoldTrainer, "train", watched)
 
     def point(settle):
-        search = FoldPaths(model, [data, data], start_weights=model.get_weights(), lr=1e-2,
+        search = FoldPaths(model, folds, start_weights=model.get_weights(), lr=1e-2,
                            batch_size=None, seed=0, threshold=config.threshold,
-                           settle=settle, xla=False)
+                           finetune=30, settle=settle, xla=False)
         search.trainer.chunk_steps = 20
         search.train_dense(300)
         search.train_point(1, 3e-3, 3.0, 400)
         return search.records
 
     full = point(None)
-    assert len(full[0]) == len(full[1]) == 400
-    objective = full[0][:, 0] + full[0][:, 1]  # both folds are the same rows
-    means = objective.reshape(20, 20).mean(axis=1)
-    changes = {20 * (call + 1): abs(means[call] - means[call - 1]) / abs(means[call])
-               for call in range(1, 20)
-               if np.all(full[0][20 * call:20 * (call + 1), 2:] == full[0][20 * call, 2:])}
+    assert [len(rows) for rows in full] == [400, 400]
+    means = [(rows[:, 0] + rows[:, 1]).reshape(20, 20).mean(axis=1) for rows in full]
+    changes = {}  # call end -> the largest relative change over the folds, units held
+    for call in range(1, 20):
+        calls = [rows[20 * call - 1:20 * (call + 1), 2:] for rows in full]
+        if all(np.all(part == part[0]) for part in calls):
+            changes[20 * (call + 1)] = max(abs(mean[call] - mean[call - 1]) / abs(mean[call])
+                                           for mean in means)
     assert len(changes) >= 3, "the units never held still: the test needs a longer point"
-    ordered = sorted(changes.values())  # a tolerance between two calls' changes, none on it
+    ordered = sorted(set(changes.values()))  # a tolerance between two calls' changes
     tolerance = float(ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
     first = min(end for end, change in changes.items() if change <= tolerance)
     short = point(tolerance)
-    assert len(short[0]) == len(short[1]) == first < 400
-    np.testing.assert_allclose(short[0], full[0][:first], rtol=1e-6)
+    assert [len(rows) for rows in short] == [first, first] and first < 400
+    for have, want in zip(short, full):
+        np.testing.assert_allclose(have, want[:first], rtol=1e-6)
+    finetuning = [stage for stage in stages if stage[0] == FINETUNE]
+    assert finetuning and all(steps == epochs == 30 for _, epochs, steps in finetuning)
+
+
+def test_a_stop_asked_between_calls_ends_a_settling_point_too():
+    """The caller's on_chunk returning False ends the point, settled or not."""
+    from common.crossval import FoldPaths
+
+    config, data, model, _ = small_path_setup()
+    search = FoldPaths(model, [data], start_weights=model.get_weights(), lr=1e-2,
+                       batch_size=None, seed=0, threshold=config.threshold, settle=1e-9,
+                       xla=False)
+    search.on_chunk = lambda steps, records: steps < 40
+    search.trainer.chunk_steps = 20
+    search.train_point(1, 3e-3, 3.0, 400)
+    assert len(search.records[0]) == 40
