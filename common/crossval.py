@@ -53,7 +53,6 @@ class FoldPaths:
                  xla=True):
         self.folds, self.threshold, self.freeze_zeros = folds, threshold, freeze_zeros
         self.finetune, self.patience, self.settle = finetune, patience, settle
-        self.batch_size = batch_size
         self.trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
                                            for fold in folds], folds[0].task, lr, batch_size,
                                    seed, threshold, start_weights=start_weights, xla=xla)
@@ -109,7 +108,7 @@ class FoldPaths:
         `settle`, the end of the point once it has settled (point_settled), at an epoch's end."""
         if not self.settle:
             return self.on_chunk
-        epoch = max(count_epoch_steps(len(fold.x_train), self.batch_size) for fold in self.folds)
+        epoch = max(count_epoch_steps(rows, self.trainer.batch_size) for rows in self.trainer.rows)
         before = []  # per fold: (mean objective, units) of the previous compiled call
 
         def on_chunk(steps, records):

@@ -28,7 +28,7 @@ from common.gradients import compiled
 from common.penalties import GroupSparse
 
 CHUNK_STEPS = 250  # steps per compiled call (at most): a fixed size, so one compilation
-# XLA's compile (3-6 s on 2 cores) saves about 0.15 ms a fold-step (0.04 against 0.2): it
+# XLA's compile (3-6 s on 2 cores) saves about 0.15 ms a fold-step (0.05 against 0.2): it
 # pays from about this many fold-steps on.
 XLA_FOLD_STEPS = 30_000
 
