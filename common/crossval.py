@@ -63,8 +63,9 @@ class FoldPaths:
     def train_dense(self, epochs, adaptive=None, trained=(), show=None):
         """The dense network of every fold but those in `trained`, from `start_weights`, then,
         unless one diverged, every fold's adaptive weights (1 / ||w_g||**adaptive).
-        `show(records)` gets the run's own fold's records (rows of data loss, penalty and units per layer) after each
-        compiled call. Returns the folds that diverged (none: an empty list)."""
+        `show(records)` gets the run's own fold's records (rows of data loss, penalty and
+        units per layer) after each compiled call. Returns the folds that diverged (none: an
+        empty list)."""
         trainer = self.trainer
         folds = [fold not in trained for fold in range(len(self.folds))]
 
