@@ -135,8 +135,9 @@ def build_parser(demo):
         "130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="compact: the smallest network the validation data supports: --path "
-                        "--adaptive --path-points 40 --path-epochs (3 x --epochs) --path-settle 1e-3 "
-                        "--finetune 1000 --patience 50 --cv 5 (about 30 s on Boston)")
+                        "--adaptive --path-points 40 --path-epochs (3 x --epochs) "
+                        "--path-settle 1e-3 --finetune 1000 --patience 50 --cv 5 (about 30 s on "
+                        "Boston)")
 
     add = parser.add_argument_group("data").add_argument
     add("--dataset", choices=DATASETS, help="data set")
