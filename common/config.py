@@ -18,7 +18,7 @@ from common.files import check_output_file, check_writable_folder
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
 SOLVERS = ("subgradient", "proximal")
-SELECTION_RULES = ("1se", "min")
+SELECTION_RULES = ("1se", "min", "units")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 # --preset compact: the smallest network the validation data supports: the lambda path (40
@@ -71,9 +71,8 @@ class Config:
     path_points: int = 20  # path: lambdas on the automatic geometric grid
     path_lambdas: tuple[float, ...] | None = None  # path: these lambdas instead of the grid
     path_epochs: int | None = None  # path: epochs per point; None: epochs // 15, at least 1
-    path_settle: float | None = None  # path: a point ends once settled to this (crossval);
-    # None or 0: every point trains path_epochs
-    select: str = "1se"  # path: 1se (fewest units within one SE of the best) or min (best)
+    path_settle: float | None = None  # path: a point ends once settled to this; None/0: off
+    select: str = "1se"  # path: 1se, min or units (common.path.select_point)
     max_units: int | None = None  # path: the best point with at most this many active units
     cv: int | None = None  # path: choose by K-fold cross-validation (each fold holds out 1/K)
     no_pictures: bool = False  # no group-norm histograms and kernel images in TensorBoard
@@ -192,7 +191,8 @@ def build_parser(demo):
         "mean objective moved by at most this relative change (the preset: 1e-3; 0: off)")
     add("--select", choices=SELECTION_RULES,
         help="--path: 1se, the fewest active units within one standard error of the best "
-        "validation metric; min, the best validation metric")
+        "validation metric; min, the best validation metric; units, 1se among network sizes: "
+        "each fold's first point with at most that many units, scored together")
     add("--max-units", type=positive_int,
         help="--path: the best validation metric among points with at most this many "
         "active units (inputs included)")

@@ -204,3 +204,40 @@ def cv_records(task, folds):
             "fold_total_units": [point.total_units for point, _ in points],
             "fold_val_metrics": [point.val_metric for point, _ in points]})
     return records
+
+
+def budget_records(task, folds):
+    """The records `--select units` chooses among: one per unit budget B, a distinct number
+    of units among the run's own fold's points (`folds`: (PathPoints, held-out rows) as for
+    cv_records; one fold without --cv). At each budget every fold contributes its path's
+    first point with at most B units, the point that fold's lambdas reached B at, found by
+    its units alone, never by its score; their scores are pooled as cv_records pools a
+    lambda's. Folds align by network size, not by lambda index: at one lambda, one fold may
+    keep 12 units and another 25. `index` and `lambda` are the run's own point's, the one
+    kept if B is chosen; budgets that some fold never reached are left out."""
+    length = min(len(points) for points, _ in folds)
+    records = []
+    for budget in sorted({point.total_units for point in folds[0][0][:length]}, reverse=True):
+        reached = [next((point for point in points[:length] if point.total_units <= budget),
+                        None) for points, _ in folds]
+        if None in reached:
+            continue
+        metric, se = pooled(task, [(point.val_metric, point.val_se, rows)
+                                   for point, (_, rows) in zip(reached, folds)])
+        records.append({
+            "index": reached[0].index, "lambda": reached[0].lam, "total_units": budget,
+            "val_metric": metric, "val_se": se,
+            "fold_indices": [point.index for point in reached],
+            "fold_total_units": [point.total_units for point in reached],
+            "fold_val_metrics": [point.val_metric for point in reached]})
+    return records
+
+
+def choice_records(task, folds, rule, cross_validated):
+    """What the path's rule chooses among (common.path.finish_path's `chosen_from`): unit
+    budgets for rule "units" (budget_records, over every fold if `cross_validated`, else
+    the run's own), the folds' pooled records if `cross_validated`, else None (the run's
+    own points)."""
+    if rule == "units":
+        return budget_records(task, folds if cross_validated else folds[:1])
+    return cv_records(task, folds) if cross_validated else None

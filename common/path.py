@@ -186,7 +186,8 @@ def select_point(records, task, rule="1se", max_units=None):
     val_se, lambda) and the rule that chose it.
 
     1se: the fewest units among points whose metric is within one standard error of the
-    best point's; min: the best metric; max_units: the best metric among points with at most
+    best point's; units: the same on records of unit budgets (common.crossval.budget_records);
+    min: the best metric; max_units: the best metric among points with at most
     that many units (the smallest point if none is that small). Ties go to the better
     metric, then to the larger lambda (the simpler model). When no point is that small, the
     rule says so and the best of the smallest points is chosen.
@@ -213,24 +214,27 @@ def select_point(records, task, rule="1se", max_units=None):
     within = [index for index in order if goodness(records[index]) <= bound + 1e-12]
     return min(within, key=lambda index: (records[index]["total_units"],
                                           goodness(records[index]),
-                                          -records[index]["lambda"])), "1se"
+                                          -records[index]["lambda"])), rule
 
 
 def finish_path(model, points, task, ended, epochs_per_point, rule="1se", max_units=None,
                 chosen_from=None, folds=None):
     """Load the selected point's weights into `model`; the run.json fields of the path.
     `rule`, `max_units`: select_point's; `chosen_from`: the records to choose among instead
-    of the points' own (the pooled records of `folds`-fold cross-validation, one per point
-    index)."""
+    of the points' own (common.crossval.choice_records: the pooled records of `folds`-fold
+    cross-validation, or unit budgets; each names the point it keeps by `index`)."""
     records = [point.as_dict() for point in points]
     if not records:
         return {"path": [], "path_ended": ended, "selected": None}
     scored = chosen_from or records
-    index, rule = select_point(scored, task, rule, max_units)
+    position, rule = select_point(scored, task, rule, max_units)
+    index = scored[position]["index"]
     model.set_weights(points[index].weights)
     metric = metric_name(task)
-    return {"path": records, "path_ended": ended, "path_epochs": epochs_per_point,
+    budgets = {"unit_budgets": scored} if rule == "units" else {}
+    return {"path": records, "path_ended": ended, "path_epochs": epochs_per_point, **budgets,
             "selected": {"index": index, "rule": rule + (f", {folds}-fold cross-validation"
-                                                         if chosen_from else ""),
-                         "lambda": points[index].lam, "val_" + metric: scored[index]["val_metric"],
-                         "val_se": scored[index]["val_se"]}}
+                                                         if folds else ""),
+                         "lambda": points[index].lam,
+                         "val_" + metric: scored[position]["val_metric"],
+                         "val_se": scored[position]["val_se"]}}

@@ -9,9 +9,9 @@
 largest one becomes lambda, the others keep their ratio to it). `choose_lambda` carves a
 validation split from (x, y), trains the dense network and the path on it and, with
 `folds`, on K - 1 more folds beside it (common.engine, one compiled computation), picks a
-point by the 1-SE rule (or `rule="min"`, `max_units`) on the pooled validation scores and
-returns the chosen network and its pruned copy. It reads no test split: keep yours apart and
-evaluate `found.pruned` on it once, afterwards.
+point by the 1-SE rule (or `rule="min"`, `"units"`, `max_units`) on the pooled validation
+scores and returns the chosen network and its pruned copy. It reads no test split: keep
+yours apart and evaluate `found.pruned` on it once, afterwards.
 
 `run_search` is the search itself, which the demos' run skeleton (common.stages.PathRun)
 calls with its hooks (show the records, keep each point, check for signals); it writes no
@@ -25,7 +25,7 @@ import numpy as np
 
 from common.adaptive import kernel_regularizers, set_adaptive_weights
 from common.batches import count_epoch_steps
-from common.crossval import FoldPaths, cv_records
+from common.crossval import FoldPaths, choice_records, cv_records
 from common.data import Dataset, fold_datasets
 from common.engine import XLA_FOLD_STEPS
 from common.path import base_strength, carry_lambda, finish_path, lambda_grid, run_path
@@ -184,16 +184,16 @@ def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
     data = arrays_dataset(x, y, task, val_fraction, settings.seed)
     points = []
     ended, folds = run_search(model, data, template, settings, points, [0.0, 0])
-    pooled = (cv_records(task, folds) if settings.folds and len(folds) == settings.folds
-              else None)
+    pooled = bool(settings.folds) and len(folds) == settings.folds
+    records = choice_records(task, folds, rule, pooled)
     chosen = finish_path(model, points, task, ended, settings.point_epochs, rule, max_units,
-                         pooled, settings.folds if pooled else None)
+                         records, settings.folds if pooled else None)
     if chosen["selected"] is None:
         raise RuntimeError(f"the path trained no point: {ended}")
     carry_lambda(model, chosen["selected"]["lambda"] / base_strength(settings.group_strength,
                                                                      settings.l1))
     pruned, report = prune_model(model, settings.threshold, data.feature_names)
-    return PathChoice(pooled or chosen["path"], chosen["selected"], chosen["path"], ended,
+    return PathChoice(records or chosen["path"], chosen["selected"], chosen["path"], ended,
                       model, pruned, report)
 
 

@@ -8,7 +8,7 @@ with --cv the other folds beside the run's own, all of them in one compiled comp
 """
 
 from common.adaptive import kernel_regularizers, set_adaptive_weights
-from common.crossval import cv_records
+from common.crossval import choice_records, cv_records
 from common.model import build_model, make_optimizer, make_regularizer
 from common.path import attach_scale, base_strength, carry_lambda, finish_path, path_epochs
 from common.search import PathSettings, run_search
@@ -107,19 +107,21 @@ class PathRun:
         stages = {**self.stages, "layer_group_strengths": strengths} if self.stages else {}
         if not self.config.path:
             return stages
-        cv, pooled = {}, None
+        cv, pooled = {}, False
         if self.config.cv:
             done = len(self.folds)
             cv = {"cv": {"folds": self.config.cv, "folds_done": done,
                          "fold_rows": [rows for _, rows in self.folds]}}
             if done == self.config.cv:
-                pooled = cv_records(self.data.task, self.folds)
-                cv["cv"]["records"] = pooled
+                pooled = True
+                cv["cv"]["records"] = cv_records(self.data.task, self.folds)
             else:  # interrupted (or the path diverged): its own validation split chooses
                 cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
+        rule = self.config.select
         chosen = finish_path(self.model, self.points, self.data.task, self.ended,
-                             self.point_epochs, self.config.select, self.config.max_units,
-                             pooled, self.config.cv)
+                             self.point_epochs, rule, self.config.max_units,
+                             choice_records(self.data.task, self.folds, rule, pooled),
+                             self.config.cv if pooled else None)
         if chosen["selected"] is not None and self.scale is not None:
             # The model carries the penalty it was chosen with (saved with --save-model).
             carry_lambda(self.model, chosen["selected"]["lambda"] / self.base)

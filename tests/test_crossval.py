@@ -8,9 +8,9 @@ import pytest
 import demo_keras
 import demo_tensorflow
 from common.config import parse_config
-from common.crossval import pooled
+from common.crossval import budget_records, pooled
 from common.data import DataError, fold_datasets, load_dataset
-from common.path import select_point
+from common.path import PathPoint, select_point
 from tests.helpers import read_scalars
 
 pytestmark = pytest.mark.backends
@@ -72,6 +72,46 @@ def test_folds_too_small_are_one_sentence():
         fold_datasets(tiny, 5, seed=0)
 
 
+def hand_points(units, metrics, se=0.1):
+    return [PathPoint(index, 0.01 * index, {}, total, 0, metric, se, metric ** 2)
+            for index, (total, metric) in enumerate(zip(units, metrics))]
+
+
+def test_unit_budgets_align_the_folds_by_size_not_by_lambda():
+    own = hand_points([40, 30, 20, 10], [3.0, 3.1, 3.2, 4.0])
+    other = hand_points([40, 35, 22, 18], [3.0, 3.0, 3.3, 3.5])
+    records = budget_records("regression", [(own, 100), (other, 100)])
+    # Budgets are the run's own sizes; 10 is left out: the other fold never got that small.
+    assert [record["total_units"] for record in records] == [40, 30, 20]
+    # Each fold's first point at or under the budget (22 <= 30, 18 <= 20).
+    assert [record["fold_indices"] for record in records] == [[0, 0], [1, 2], [2, 3]]
+    assert [record["index"] for record in records] == [0, 1, 2]
+    assert [record["lambda"] for record in records] == [0.0, 0.01, 0.02]
+    for record in records:  # equal rows: the pooled RMSE is the root of the mean square
+        assert record["val_metric"] == pytest.approx(
+            np.sqrt(np.mean(np.square(record["fold_val_metrics"]))), rel=1e-12)
+    # The 1-SE rule on budgets: the best is 40 units at 3.0; 30 units (sqrt((3.1^2 + 3.3^2)
+    # / 2) = 3.20) is out with the folds' SE 0.1 (pooled over 200 rows: 0.07) and in with
+    # 0.4 (pooled: 0.28); 20 units (3.35) is out with both.
+    assert select_point(records, "regression", "units") == (0, "units")
+    assert records[0]["val_se"] == pytest.approx(0.1 / np.sqrt(2), rel=0.02)
+    wide = budget_records("regression", [(hand_points([40, 30, 20, 10], [3.0, 3.1, 3.2, 4.0],
+                                                      0.4), 100),
+                                         (hand_points([40, 35, 22, 18], [3.0, 3.0, 3.3, 3.5],
+                                                      0.4), 100)])
+    assert select_point(wide, "regression", "units") == (1, "units")
+
+
+def test_a_unit_budget_whose_size_returns_later_keeps_the_first_point_there():
+    """Units can grow back along a path (a unit revived); a budget takes the first point at
+    or under it, wherever later points go, and a fold of one point is a path too."""
+    own = hand_points([20, 12, 15, 12], [3.0, 3.2, 3.1, 3.05])
+    records = budget_records("regression", [(own, 80)])
+    assert [(record["total_units"], record["index"]) for record in records] == [
+        (20, 0), (15, 1), (12, 1)]
+    assert records[-1]["val_metric"] == pytest.approx(3.2) and records[0]["val_se"] > 0
+
+
 def check_cross_validated_choice(summary, folds):
     cv, path, selected = summary["cv"], summary["path"], summary["selected"]
     assert cv["folds"] == cv["folds_done"] == folds and len(cv["fold_rows"]) == folds
@@ -123,12 +163,20 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
                         lambda *args, **kwargs: events.append("selected") or
                         finish_path(*args, **kwargs))
     config = parse_config(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
-                           "--path-points", "2", "--logdir", str(tmp_path)])
+                           "--path-points", "2", "--select", "units", "--logdir", str(tmp_path)])
     plain = load_dataset("boston", seed=0, val_fraction=1 / 2)
     data = WatchedDataset(**{field: getattr(plain, field) for field in plain.__dataclass_fields__})
     summary = demo_tensorflow.train(config, data)
     assert summary["cv"]["folds_done"] == 2
     assert events[0] == "selected" and "test read" in events
+    # --select units: the run's own first point at or under the chosen budget is kept.
+    budgets, selected = summary["unit_budgets"], summary["selected"]
+    assert selected["rule"] == "units, 2-fold cross-validation"
+    budget = min(budgets, key=lambda record: record["val_metric"])
+    bound = budget["val_metric"] + budget["val_se"]
+    size = min(record["total_units"] for record in budgets if record["val_metric"] <= bound)
+    first = next(point for point in summary["path"] if point["total_units"] <= size)
+    assert selected["index"] == first["index"] and summary["units_after"] == first["units"]
 
 
 @pytest.mark.slow

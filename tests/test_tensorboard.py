@@ -19,7 +19,9 @@ import demo_tensorflow
 from common.tensorboard import PICTURES_PER_RUN, pictures_due
 from tests.helpers import run_script
 
-pytestmark = pytest.mark.slow  # two demo runs and a TensorBoard server
+# Two demo runs and a TensorBoard server, served once: with -n, one worker takes the module
+# (pyproject.toml: --dist loadgroup), so its module fixtures run once, not on every worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tensorboard")]
 EPOCHS = 150
 # Exact zeros that stay: some inputs and hidden units go, some stay.
 FLAGS = ["--epochs", str(EPOCHS), "--solver", "proximal", "--freeze-zeros", "--group", "0.003",

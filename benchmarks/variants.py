@@ -1,0 +1,114 @@
+"""#30's variants of `--preset compact`: which one keeps the smallest network, on validation.
+
+    python benchmarks/variants.py units                  # Boston, seeds 0-4: about 4 minutes
+    python benchmarks/variants.py preset units --digits  # DIGITS' setup instead (8 min a variant)
+    python benchmarks/variants.py --list
+
+Each variant is the preset plus a few flags (VARIANTS), run as a user runs it
+(`python demo_tensorflow.py --preset compact FLAGS --seed S`, wall time from process start), on
+every seed, paired with the same seed's unregularized network. A row keeps what the choice
+saw, on validation only: the pick's units and pooled-fold metric, and that metric over the dense
+network's (point 0) on the same folds; then the test metric, read once by the run after its
+choice, and its ratio to the unregularized network's. Variants are compared on the validation
+columns; the test columns are the report. Results go to benchmarks/results/latest.json under
+"variants" → data set → variant (a variant measured again replaces its rows).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from search import DIGITS, run_demo  # noqa: E402  (this folder: run as a script)
+
+VARIANTS = {
+    "preset": [],
+    # The 1-SE rule over network sizes: each fold's first point with at most B units.
+    "units": ["--select", "units"],
+    # Twice as many lambdas (a finer grid where layers collapse).
+    "80 lambdas": ["--path-points", "80"],
+    "80 lambdas, units": ["--path-points", "80", "--select", "units"],
+}
+
+
+def variant_rows(name, flags, seeds, data_flags, plain, logdir):
+    """One row per seed of one variant; `plain`: {seed: unregularized test metric}."""
+    rows = []
+    for seed in seeds:
+        wall, summary = run_demo([*data_flags, "--preset", "compact", *flags, "--seed", str(seed)],
+                                 logdir)
+        if seed not in plain:
+            plain[seed] = run_demo([*data_flags, "--group", "0", "--seed", str(seed)],
+                                   logdir)[1]["test"]
+        task = summary["dataset"]["task"]
+        metric = "accuracy" if task == "classification" else "rmse"
+        selected, pooled = summary["selected"], summary["cv"]["records"]
+        units, hidden = summary["units_after"], summary["units_after"]["hidden"]
+        before = summary["units_before"]
+        rows.append({
+            "seed": seed, "wall_seconds": round(wall, 1), "points": len(summary["path"]),
+            "architecture": summary["pruned"]["architecture"],
+            "units": units["inputs"] + sum(hidden),
+            "inputs_share": units["inputs"] / before["inputs"],
+            "hidden_share": sum(hidden) / sum(before["hidden"]),
+            # On validation: what the rule saw, and the folds at the pick's lambda.
+            "rule": selected["rule"], "val_" + metric: selected["val_" + metric],
+            "cv_units": pooled[selected["index"]]["total_units"],
+            "cv_" + metric: pooled[selected["index"]]["val_metric"],
+            "cv_over_dense": pooled[selected["index"]]["val_metric"] / pooled[0]["val_metric"],
+            # Read once, after the choice.
+            "test_" + metric: summary["test"][metric],
+            "ratio_to_unregularized": summary["test"][metric] / plain[seed][metric]})
+        print(json.dumps({"variant": name, **rows[-1]}), flush=True)
+    return rows
+
+
+def summarize(rows):
+    mean = lambda key: round(statistics.mean(row[key] for row in rows), 4)  # noqa: E731
+    return {"mean_units": mean("units"), "mean_cv_units": mean("cv_units"),
+            "mean_cv_over_dense": mean("cv_over_dense"), "mean_inputs_share": mean("inputs_share"),
+            "mean_hidden_share": mean("hidden_share"),
+            "mean_ratio_to_unregularized": mean("ratio_to_unregularized"),
+            "median_wall_seconds": statistics.median(row["wall_seconds"] for row in rows)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", help="names of VARIANTS (default: every one)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
+    parser.add_argument("--digits", action="store_true", help="DIGITS' setup instead of Boston")
+    parser.add_argument("--list", action="store_true", help="the variants and their flags")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, flags in VARIANTS.items():
+            print(f"{name}: --preset compact {' '.join(flags)}")
+        return {}
+    unknown = [name for name in args.variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; --list names them")
+    dataset, data_flags = ("digits", DIGITS) if args.digits else ("boston", [])
+    results, plain = {}, {}
+    with tempfile.TemporaryDirectory() as logdir:
+        for name in args.variants or VARIANTS:
+            rows = variant_rows(name, VARIANTS[name], range(args.seeds), data_flags, plain,
+                                logdir)
+            results[name] = {"date": time.strftime("%Y-%m-%d"), "flags": VARIANTS[name],
+                             "rows": rows, **summarize(rows)}
+            print(json.dumps({"variant": name, **summarize(rows)}), flush=True)
+    if not args.no_save:
+        latest = ROOT / "benchmarks" / "results" / "latest.json"
+        stored = json.loads(latest.read_text())
+        stored.setdefault("variants", {}).setdefault(dataset, {}).update(results)
+        latest.write_text(json.dumps(stored, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
