@@ -16,6 +16,7 @@ Writes the result into benchmarks/results/latest.json under "search".
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,11 +30,13 @@ sys.path.insert(0, str(ROOT))
 DIGITS = ["--dataset", "digits", "--hidden", "40", "20", "--batch-size", "300", "--epochs", "200"]
 
 
-def run_demo(flags, logdir):
-    """One TF demo run in a fresh process: (wall seconds as a user waits, its run.json)."""
+def run_demo(flags, logdir, command=("demo_tensorflow.py",), env=None):
+    """One TF demo run in a fresh process: (wall seconds as a user waits, its run.json).
+    `command`: what Python runs, the flags after it; `env`: added to the environment."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "demo_tensorflow.py", *flags, "--logdir", logdir],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *command, *flags, "--logdir", logdir],
+                          cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{flags} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -115,7 +118,7 @@ def main(argv=None):
     parser.add_argument("--digits", action="store_true", help="also DIGITS' preset, seed 0")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    results = {"date": time.strftime("%Y-%m-%d"), "cpus": __import__("os").cpu_count()}
+    results = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as logdir:
         defaults = [run_demo([], logdir)[0] for _ in range(3)]
         results["default_run_wall_seconds"] = round(statistics.median(defaults), 1)

@@ -1,6 +1,6 @@
 """#30's variants of `--preset compact`: which one keeps the smallest network, on validation.
 
-    python benchmarks/variants.py units                  # Boston, seeds 0-4: about 4 minutes
+    python benchmarks/variants.py preset units           # Boston, seeds 0-4: about 4 minutes each
     python benchmarks/variants.py preset units --digits  # DIGITS' setup instead (8 min a variant)
     python benchmarks/variants.py --list
 
@@ -27,22 +27,42 @@ sys.path.insert(0, str(ROOT))
 
 from search import DIGITS, run_demo  # noqa: E402  (this folder: run as a script)
 
-VARIANTS = {
-    "preset": [],
-    # The 1-SE rule over network sizes: each fold's first point with at most B units.
-    "units": ["--select", "units"],
+VARIANTS = {  # flags after the preset's, and the library's selection rules (RUNNER)
+    "preset": ([], {}),
+    # The 1-SE rule over network sizes, each fold's first point with at most B units
+    # (common.crossval.budget_records).
+    "units": (["--select", "units"], {}),
     # Twice as many lambdas (a finer grid where layers collapse).
-    "80 lambdas": ["--path-points", "80"],
-    "80 lambdas, units": ["--path-points", "80", "--select", "units"],
+    "80 lambdas": (["--path-points", "80"], {}),
+    # The fewest units within a relative tolerance of the dense network's pooled validation
+    # score (common.path.select_point): each data set's target allowance, Boston's RMSE ratio
+    # 1.05 and DIGITS' 2 points of accuracy.
+    "within 5%": ([], {"tolerance": 0.05}),
+    "within 2%": ([], {"tolerance": 0.02}),
 }
+# The TF demo as a script, with the library's rules the demos do not offer: --select also
+# takes "units", and LIBRARY_RULE='{"tolerance": T}' gives select_point that tolerance.
+RUNNER = """import json, os, runpy, sys
+import common.config, common.path
+common.config.SELECTION_RULES = (*common.config.SELECTION_RULES, "units")
+library = json.loads(os.environ.get("LIBRARY_RULE") or "{}")
+if "tolerance" in library:
+    select = common.path.select_point
+    common.path.select_point = lambda records, task, rule="1se", max_units=None, tolerance=None: \
+        select(records, task, rule, max_units, library["tolerance"])
+sys.argv = ["demo_tensorflow.py", *sys.argv[1:]]
+runpy.run_path("demo_tensorflow.py", run_name="__main__")
+"""
 
 
-def variant_rows(name, flags, seeds, data_flags, plain, logdir):
+def variant_rows(name, seeds, data_flags, plain, logdir):
     """One row per seed of one variant; `plain`: {seed: unregularized test metric}."""
+    flags, library = VARIANTS[name]
     rows = []
     for seed in seeds:
+        command = ("-c", RUNNER) if library or "units" in flags else ("demo_tensorflow.py",)
         wall, summary = run_demo([*data_flags, "--preset", "compact", *flags, "--seed", str(seed)],
-                                 logdir)
+                                 logdir, command, {"LIBRARY_RULE": json.dumps(library)})
         if seed not in plain:
             plain[seed] = run_demo([*data_flags, "--group", "0", "--seed", str(seed)],
                                    logdir)[1]["test"]
@@ -64,8 +84,12 @@ def variant_rows(name, flags, seeds, data_flags, plain, logdir):
             "cv_over_dense": pooled[selected["index"]]["val_metric"] / pooled[0]["val_metric"],
             # Read once, after the choice.
             "test_" + metric: summary["test"][metric],
-            "ratio_to_unregularized": summary["test"][metric] / plain[seed][metric]})
-        print(json.dumps({"variant": name, **rows[-1]}), flush=True)
+            "ratio_to_unregularized": summary["test"][metric] / plain[seed][metric],
+            # The pooled records the rules choose among: [index, mean units, metric, SE].
+            "pooled": [[record["index"], record["total_units"], round(record["val_metric"], 5),
+                        round(record["val_se"], 5)] for record in pooled]})
+        print(json.dumps({"variant": name, **{key: value for key, value in rows[-1].items()
+                                              if key != "pooled"}}), flush=True)
     return rows
 
 
@@ -87,8 +111,8 @@ def main(argv=None):
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.list:
-        for name, flags in VARIANTS.items():
-            print(f"{name}: --preset compact {' '.join(flags)}")
+        for name, (flags, library) in VARIANTS.items():
+            print(f"{name}: --preset compact {' '.join(flags)} {library or ''}")
         return {}
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
@@ -97,9 +121,9 @@ def main(argv=None):
     results, plain = {}, {}
     with tempfile.TemporaryDirectory() as logdir:
         for name in args.variants or VARIANTS:
-            rows = variant_rows(name, VARIANTS[name], range(args.seeds), data_flags, plain,
-                                logdir)
-            results[name] = {"date": time.strftime("%Y-%m-%d"), "flags": VARIANTS[name],
+            rows = variant_rows(name, range(args.seeds), data_flags, plain, logdir)
+            results[name] = {"date": time.strftime("%Y-%m-%d"), "flags": VARIANTS[name][0],
+                             "library": VARIANTS[name][1],
                              "rows": rows, **summarize(rows)}
             print(json.dumps({"variant": name, **summarize(rows)}), flush=True)
     if not args.no_save:

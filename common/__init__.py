@@ -35,6 +35,9 @@ _EXPORTS = {
     "prune_model": "common.pruning",
     "choose_lambda": "common.search",
     "PruneReport": "common.pruning",
+    "UnitGates": "common.gates",
+    "gates_l0": "common.gates",
+    "fold_gates": "common.gates",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -51,7 +54,7 @@ def __dir__():
 
 def _register_with_keras():
     """Import the modules whose classes Keras must find when it loads a saved model."""
-    for module in ("common.penalties", "common.proximal_optimizer"):
+    for module in ("common.penalties", "common.proximal_optimizer", "common.gates"):
         importlib.import_module(module)
 
 

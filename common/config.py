@@ -18,7 +18,7 @@ from common.files import check_output_file, check_writable_folder
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
 SOLVERS = ("subgradient", "proximal")
-SELECTION_RULES = ("1se", "min", "units")
+SELECTION_RULES = ("1se", "min")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 # --preset compact: the smallest network the validation data supports: the lambda path (40
@@ -72,7 +72,7 @@ class Config:
     path_lambdas: tuple[float, ...] | None = None  # path: these lambdas instead of the grid
     path_epochs: int | None = None  # path: epochs per point; None: epochs // 15, at least 1
     path_settle: float | None = None  # path: a point ends once settled to this; None/0: off
-    select: str = "1se"  # path: 1se, min or units (common.path.select_point)
+    select: str = "1se"  # path: 1se (fewest units within one SE of the best) or min (best)
     max_units: int | None = None  # path: the best point with at most this many active units
     cv: int | None = None  # path: choose by K-fold cross-validation (each fold holds out 1/K)
     no_pictures: bool = False  # no group-norm histograms and kernel images in TensorBoard
@@ -191,8 +191,7 @@ def build_parser(demo):
         "mean objective moved by at most this relative change (the preset: 1e-3; 0: off)")
     add("--select", choices=SELECTION_RULES,
         help="--path: 1se, the fewest active units within one standard error of the best "
-        "validation metric; min, the best validation metric; units, 1se among network sizes: "
-        "each fold's first point with at most that many units, scored together")
+        "validation metric; min, the best validation metric")
     add("--max-units", type=positive_int,
         help="--path: the best validation metric among points with at most this many "
         "active units (inputs included)")

@@ -181,16 +181,18 @@ def run_path(points, lambdas, train_point, on_point=None, pooled_losses=None):
     return "every lambda was trained"
 
 
-def select_point(records, task, rule="1se", max_units=None):
+def select_point(records, task, rule="1se", max_units=None, tolerance=None):
     """The index of the chosen point among `records` (dicts with total_units, val_metric,
     val_se, lambda) and the rule that chose it.
 
     1se: the fewest units among points whose metric is within one standard error of the
     best point's; units: the same on records of unit budgets (common.crossval.budget_records);
-    min: the best metric; max_units: the best metric among points with at most
-    that many units (the smallest point if none is that small). Ties go to the better
-    metric, then to the larger lambda (the simpler model). When no point is that small, the
-    rule says so and the best of the smallest points is chosen.
+    min: the best metric; max_units: the best metric among points with at most that many units
+    (the smallest point if none is that small); `tolerance` (a library rule): the fewest units
+    among points at most that much (relative) worse than the first record, the dense network:
+    an RMSE up to (1 + tolerance) times its, an accuracy down to (1 - tolerance) times its.
+    Ties go to the better metric, then to the larger lambda (the simpler model). When no point
+    is that small, the rule says so and the best of the smallest points is chosen.
     """
     sign = -1.0 if higher_is_better(task) else 1.0  # minimize sign * metric
 
@@ -198,6 +200,13 @@ def select_point(records, task, rule="1se", max_units=None):
         return sign * record["val_metric"]
 
     order = list(range(len(records)))
+    if tolerance is not None:
+        bound = goodness(records[0]) + tolerance * abs(records[0]["val_metric"])
+        within = [index for index in order if goodness(records[index]) <= bound + 1e-12]
+        return min(within, key=lambda index: (records[index]["total_units"],
+                                              goodness(records[index]),
+                                              -records[index]["lambda"])), \
+            f"within {tolerance:g} of the dense network"
     if max_units is not None:
         rule = f"max-units {max_units}"
         pool = [index for index in order if records[index]["total_units"] <= max_units]
@@ -218,16 +227,16 @@ def select_point(records, task, rule="1se", max_units=None):
 
 
 def finish_path(model, points, task, ended, epochs_per_point, rule="1se", max_units=None,
-                chosen_from=None, folds=None):
+                chosen_from=None, folds=None, tolerance=None):
     """Load the selected point's weights into `model`; the run.json fields of the path.
-    `rule`, `max_units`: select_point's; `chosen_from`: the records to choose among instead
+    `rule`, `max_units`, `tolerance`: select_point's; `chosen_from`: the records to choose among instead
     of the points' own (common.crossval.choice_records: the pooled records of `folds`-fold
     cross-validation, or unit budgets; each names the point it keeps by `index`)."""
     records = [point.as_dict() for point in points]
     if not records:
         return {"path": [], "path_ended": ended, "selected": None}
     scored = chosen_from or records
-    position, rule = select_point(scored, task, rule, max_units)
+    position, rule = select_point(scored, task, rule, max_units, tolerance)
     index = scored[position]["index"]
     model.set_weights(points[index].weights)
     metric = metric_name(task)

@@ -9,9 +9,10 @@
 largest one becomes lambda, the others keep their ratio to it). `choose_lambda` carves a
 validation split from (x, y), trains the dense network and the path on it and, with
 `folds`, on K - 1 more folds beside it (common.engine, one compiled computation), picks a
-point by the 1-SE rule (or `rule="min"`, `"units"`, `max_units`) on the pooled validation
-scores and returns the chosen network and its pruned copy. It reads no test split: keep
-yours apart and evaluate `found.pruned` on it once, afterwards.
+point by the 1-SE rule (or `rule="min"`, `"units"`, `max_units`, `tolerance`: see
+common.path.select_point) on the pooled validation scores and returns the chosen network
+and its pruned copy. It reads no test split: keep yours apart and evaluate `found.pruned`
+on it once, afterwards.
 
 `run_search` is the search itself, which the demos' run skeleton (common.stages.PathRun)
 calls with its hooks (show the records, keep each point, check for signals); it writes no
@@ -169,7 +170,7 @@ class PathChoice:
 
 
 def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
-                  max_units=None, **settings):
+                  max_units=None, tolerance=None, **settings):
     """The lambda path of the network `build()` makes, on rows (x, y), and the network it
     chooses (see the module's docstring). `settings`: PathSettings' fields but the
     strengths, which come from the network's GroupSparse regularizers. Returns PathChoice."""
@@ -187,7 +188,7 @@ def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
     pooled = bool(settings.folds) and len(folds) == settings.folds
     records = choice_records(task, folds, rule, pooled)
     chosen = finish_path(model, points, task, ended, settings.point_epochs, rule, max_units,
-                         records, settings.folds if pooled else None)
+                         records, settings.folds if pooled else None, tolerance)
     if chosen["selected"] is None:
         raise RuntimeError(f"the path trained no point: {ended}")
     carry_lambda(model, chosen["selected"]["lambda"] / base_strength(settings.group_strength,

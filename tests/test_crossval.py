@@ -112,6 +112,33 @@ def test_a_unit_budget_whose_size_returns_later_keeps_the_first_point_there():
     assert records[-1]["val_metric"] == pytest.approx(3.2) and records[0]["val_se"] > 0
 
 
+@pytest.mark.slow
+@pytest.mark.tensorflow_only  # the rule reads records; choose_lambda on JAX: test_readme.py
+def test_choose_lambda_by_unit_budgets_keeps_the_runs_own_first_point_of_the_chosen_size(boston):
+    import keras
+
+    from common import GroupSparse, choose_lambda
+
+    def build():
+        return keras.Sequential([
+            keras.Input((13,)),
+            keras.layers.Dense(10, "relu", kernel_regularizer=GroupSparse(1e-3, proximal=True)),
+            keras.layers.Dense(1, kernel_regularizer=GroupSparse(1e-3, proximal=True))])
+
+    found = choose_lambda(build, boston.x_train, boston.y_train, rule="units", folds=2,
+                          points=4, epochs=100, point_epochs=100)
+    assert found.selected["rule"] == "units, 2-fold cross-validation"
+    sizes = [record["total_units"] for record in found.records]  # the budgets, largest first
+    assert sizes == sorted(set(sizes), reverse=True)
+    assert set(sizes) <= {point["total_units"] for point in found.path}
+    best = min(found.records, key=lambda record: record["val_metric"])
+    size = min(record["total_units"] for record in found.records
+               if record["val_metric"] <= best["val_metric"] + best["val_se"])
+    first = next(point for point in found.path if point["total_units"] <= size)
+    assert found.selected["index"] == first["index"]
+    assert len(found.report.kept_inputs) == first["units"]["inputs"]
+
+
 def check_cross_validated_choice(summary, folds):
     cv, path, selected = summary["cv"], summary["path"], summary["selected"]
     assert cv["folds"] == cv["folds_done"] == folds and len(cv["fold_rows"]) == folds
@@ -163,20 +190,12 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
                         lambda *args, **kwargs: events.append("selected") or
                         finish_path(*args, **kwargs))
     config = parse_config(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
-                           "--path-points", "2", "--select", "units", "--logdir", str(tmp_path)])
+                           "--path-points", "2", "--logdir", str(tmp_path)])
     plain = load_dataset("boston", seed=0, val_fraction=1 / 2)
     data = WatchedDataset(**{field: getattr(plain, field) for field in plain.__dataclass_fields__})
     summary = demo_tensorflow.train(config, data)
     assert summary["cv"]["folds_done"] == 2
     assert events[0] == "selected" and "test read" in events
-    # --select units: the run's own first point at or under the chosen budget is kept.
-    budgets, selected = summary["unit_budgets"], summary["selected"]
-    assert selected["rule"] == "units, 2-fold cross-validation"
-    budget = min(budgets, key=lambda record: record["val_metric"])
-    bound = budget["val_metric"] + budget["val_se"]
-    size = min(record["total_units"] for record in budgets if record["val_metric"] <= bound)
-    first = next(point for point in summary["path"] if point["total_units"] <= size)
-    assert selected["index"] == first["index"] and summary["units_after"] == first["units"]
 
 
 @pytest.mark.slow

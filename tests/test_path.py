@@ -45,6 +45,21 @@ def test_selection_rules_on_hand_made_numbers():
     assert select_point(accuracy, "classification", "min") == (0, "min")
 
 
+def test_a_tolerance_keeps_the_fewest_units_no_worse_than_the_dense_network_allows():
+    # The dense network (the first record) scored 3.30: 5 % more is 3.465, so 12 units at
+    # 3.25 qualify and 5 units at 4.00 do not; 25 % more (4.125) lets 5 units in.
+    assert select_point(RMSE_PATH, "regression", tolerance=0.05) == (
+        4, "within 0.05 of the dense network")
+    assert select_point(RMSE_PATH, "regression", tolerance=0.25)[0] == 5
+    # Nothing within 0: the dense network itself, or anything better and smaller (3.0 < 3.3).
+    assert select_point(RMSE_PATH, "regression", tolerance=0.0)[0] == 4
+    # Accuracy: 2 % below 0.95 is 0.931; 0.94 qualifies, 0.925 does not.
+    accuracy = [record(0, 0.0, 60, 0.95, 0.02), record(1, 1e-3, 40, 0.94, 0.02),
+                record(2, 2e-3, 30, 0.925, 0.02)]
+    assert select_point(accuracy, "classification", tolerance=0.02)[0] == 1
+    assert select_point(accuracy, "classification", tolerance=0.03)[0] == 2
+
+
 def test_ties_go_to_the_better_metric_then_to_the_larger_lambda():
     tied_units = [record(0, 1e-4, 10, 3.0, 0.5), record(1, 2e-4, 10, 2.9, 0.5),
                   record(2, 4e-4, 10, 2.9, 0.5)]
