@@ -5,6 +5,9 @@ Used by tests/test_backends.py to compare backends (a process has one Keras back
     python tests/backend_run.py train INIT.npz OUT.npz      # from given initial weights
     python tests/backend_run.py save MODEL.keras OUT.npz    # train from the seed, save, go on
     python tests/backend_run.py resume MODEL.keras OUT.npz  # load, predict, train on
+
+Several such triples in one call run one after the other in the same process (one start-up
+of the backend instead of one per triple).
 """
 
 import sys
@@ -68,4 +71,6 @@ def main(mode, model_or_init, out):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    arguments = sys.argv[1:]
+    for start in range(0, len(arguments), 3):
+        main(*arguments[start:start + 3])

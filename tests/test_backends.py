@@ -9,13 +9,10 @@ import pytest
 
 from tests.helpers import ROOT, run_script
 
-pytestmark = pytest.mark.slow  # fresh processes on two backends
+# Fresh processes on two backends, three in all: the module's runs are made once, on one
+# xdist worker (pyproject.toml: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backends")]
 BACKENDS = ("tensorflow", "jax")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def jax_installed():
-    pytest.importorskip("jax", reason="the JAX backend is not installed")
 
 
 def run_on(backend, *args):
@@ -25,23 +22,37 @@ def run_on(backend, *args):
     return completed
 
 
-def test_the_same_proximal_run_on_both_backends_agrees(tmp_path):
-    """From the same initial weights, 100 full-batch proximal epochs end in the same weights
-    (to float32 rounding) and the per-epoch unit counts are identical."""
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Each backend trains from the same initial weights, trains from the seed and saves, and
+    loads the other's saved model and trains on: TensorFlow first, then JAX (loading
+    TensorFlow's file), then TensorFlow again (loading JAX's). Returns the folder of results."""
+    pytest.importorskip("jax", reason="the JAX backend is not installed")
     import keras
 
     from common.data import load_dataset
     from common.model import build_model
     from common.penalties import GroupSparse
 
+    folder = tmp_path_factory.mktemp("backends")
     keras.utils.set_random_seed(1)
     model = build_model(load_dataset("boston", seed=0), (20, 15), GroupSparse(3e-3))
-    np.savez(tmp_path / "initial.npz",
+    np.savez(folder / "initial.npz",
              **{f"weight_{index}": weight for index, weight in enumerate(model.get_weights())})
-    results = {}
     for backend in BACKENDS:
-        run_on(backend, "train", tmp_path / "initial.npz", tmp_path / f"{backend}.npz")
-        results[backend] = np.load(tmp_path / f"{backend}.npz")
+        other = [name for name in BACKENDS if name != backend][0]
+        resume = (["resume", folder / f"{other}.keras", folder / f"{backend}_loaded.npz"]
+                  if backend == "jax" else [])
+        run_on(backend, "train", folder / "initial.npz", folder / f"{backend}.npz",
+               "save", folder / f"{backend}.keras", folder / f"{backend}_saved.npz", *resume)
+    run_on("tensorflow", "resume", folder / "jax.keras", folder / "tensorflow_loaded.npz")
+    return folder
+
+
+def test_the_same_proximal_run_on_both_backends_agrees(runs):
+    """From the same initial weights, 100 full-batch proximal epochs end in the same weights
+    (to float32 rounding) and the per-epoch unit counts are identical."""
+    results = {backend: np.load(runs / f"{backend}.npz") for backend in BACKENDS}
     tf_run, jax_run = results["tensorflow"], results["jax"]
     assert str(tf_run["backend"]) == "tensorflow" and str(jax_run["backend"]) == "jax"
     assert len(tf_run["units"]) == 100
@@ -56,11 +67,10 @@ def test_the_same_proximal_run_on_both_backends_agrees(tmp_path):
 
 
 @pytest.mark.parametrize("saved_on, loaded_on", [("jax", "tensorflow"), ("tensorflow", "jax")])
-def test_saved_on_one_backend_loads_and_trains_on_the_other(tmp_path, saved_on, loaded_on):
-    model_file = tmp_path / "model.keras"
-    run_on(saved_on, "save", model_file, tmp_path / "saved.npz")
-    run_on(loaded_on, "resume", model_file, tmp_path / "other.npz")
-    saved, other = (np.load(tmp_path / f"{name}.npz") for name in ("saved", "other"))
+def test_saved_on_one_backend_loads_and_trains_on_the_other(runs, saved_on, loaded_on):
+    saved = np.load(runs / f"{saved_on}_saved.npz")
+    other = np.load(runs / f"{loaded_on}_loaded.npz")
+    assert str(other["backend"]) == loaded_on
     np.testing.assert_allclose(other["loaded_predictions"], saved["predictions"], atol=1e-5)
     # The optimizer's state crossed too: training on continues as it did on the first backend
     # (which went on from the same point after saving).
