@@ -10,7 +10,7 @@ from the same initial weights: Adam on the weights (lr 1e-3) and on the gates' l
 (lr 1e-2, so a gate can close within the budget), full batch, STEPS steps of
     mean squared error + lambda * expected number of open gates,
 then the gates are folded into the Dense kernels (common.gates.fold_gates), the units
-counted and the fold's validation rows scored. The folds' scores are pooled per lambda
+counted, and the pruned network (common.pruning) scored on the fold's validation rows. The folds' scores are pooled per lambda
 (common.crossval.pooled) and the 1-SE rule picks (common.path.select_point); the run's own
 fold's network at that lambda is pruned and its test RMSE read once, then paired with the
 same seed's unregularized TF demo run. Written to latest.json under "variants" → "boston" →
@@ -50,9 +50,10 @@ def fold_trainer(fold, seed):
 
     keras.utils.set_random_seed(seed)
     layers = [keras.Input((fold.x_train.shape[1],))]
-    for width in HIDDEN:
-        layers += [UnitGates(seed=seed), keras.layers.Dense(width, "relu")]
-    model = keras.Sequential([*layers, UnitGates(seed=seed), keras.layers.Dense(1)])
+    for position, width in enumerate([*HIDDEN, 1]):  # each gate layer its own noise stream
+        layers += [UnitGates(seed=1000 * seed + position),
+                   keras.layers.Dense(width, "relu" if position < len(HIDDEN) else None)]
+    model = keras.Sequential(layers)
     gates = [layer.log_alpha for layer in model.layers if isinstance(layer, UnitGates)]
     weights = [variable for variable in model.trainable_variables
                if all(variable is not gate for gate in gates)]
@@ -86,13 +87,22 @@ def fold_trainer(fold, seed):
     return train
 
 
+def pruned_score(plain, data, x, y):
+    """The pruned network (rows at or under the threshold removed, as counted) and its
+    (RMSE, SE) on rows (x, y)."""
+    from common.model import metric_and_standard_error
+    from common.pruning import prune_model
+
+    pruned, report = prune_model(plain, 1e-3, data.feature_names)
+    predictions = pruned.predict(x[:, report.kept_inputs], verbose=0)
+    return report, metric_and_standard_error(data, y, predictions)
+
+
 def seed_row(seed, plain_rmse):
     from common.counting import count_active_units
     from common.crossval import pooled
     from common.data import fold_datasets, load_dataset
-    from common.model import metric_and_standard_error
     from common.path import select_point
-    from common.pruning import prune_model
 
     started = time.perf_counter()
     data = load_dataset("boston", seed, val_fraction=0.2)
@@ -104,8 +114,7 @@ def seed_row(seed, plain_rmse):
         for index, lam in enumerate(LAMBDAS):
             plain = train(lam)
             units = count_active_units(plain, 1e-3).total
-            rmse, se = metric_and_standard_error(fold, fold.y_val,
-                                                 plain.predict(fold.x_val, verbose=0))
+            _, (rmse, se) = pruned_score(plain, fold, fold.x_val, fold.y_val)
             scores[index].append((rmse, se, len(fold.x_val), units))
             if number == 0:
                 own.append(plain)
@@ -115,9 +124,7 @@ def seed_row(seed, plain_rmse):
         records.append({"index": index, "lambda": lam, "val_metric": metric, "val_se": se,
                         "total_units": float(np.mean([score[3] for score in scores[index]]))})
     chosen, _ = select_point(records, "regression", "1se")
-    pruned, report = prune_model(own[chosen], 1e-3, data.feature_names)
-    test_rmse, _ = metric_and_standard_error(data, data.y_test,
-                                             own[chosen].predict(data.x_test, verbose=0))
+    report, (test_rmse, _) = pruned_score(own[chosen], data, data.x_test, data.y_test)
     units = count_active_units(own[chosen], 1e-3)
     row = {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
            "architecture": report.architecture, "units": units.total,

@@ -182,8 +182,8 @@ def run_path(points, lambdas, train_point, on_point=None, pooled_losses=None):
 
 
 def select_point(records, task, rule="1se", max_units=None, tolerance=None):
-    """The index of the chosen point among `records` (dicts with total_units, val_metric,
-    val_se, lambda) and the rule that chose it.
+    """The position of the chosen record in `records` (dicts with total_units, val_metric,
+    val_se, lambda; the first is the dense network) and the rule that chose it.
 
     1se: the fewest units among points whose metric is within one standard error of the
     best point's; units: the same on records of unit budgets (common.crossval.budget_records);
@@ -200,6 +200,9 @@ def select_point(records, task, rule="1se", max_units=None, tolerance=None):
         return sign * record["val_metric"]
 
     order = list(range(len(records)))
+    if tolerance is not None and (tolerance < 0 or max_units is not None):
+        raise ValueError(f"a tolerance is a relative loss of at least 0, alone, not "
+                         f"{tolerance} with max_units {max_units}")
     if tolerance is not None:
         bound = goodness(records[0]) + tolerance * abs(records[0]["val_metric"])
         within = [index for index in order if goodness(records[index]) <= bound + 1e-12]
@@ -229,9 +232,10 @@ def select_point(records, task, rule="1se", max_units=None, tolerance=None):
 def finish_path(model, points, task, ended, epochs_per_point, rule="1se", max_units=None,
                 chosen_from=None, folds=None, tolerance=None):
     """Load the selected point's weights into `model`; the run.json fields of the path.
-    `rule`, `max_units`, `tolerance`: select_point's; `chosen_from`: the records to choose among instead
-    of the points' own (common.crossval.choice_records: the pooled records of `folds`-fold
-    cross-validation, or unit budgets; each names the point it keeps by `index`)."""
+    `rule`, `max_units`, `tolerance`: select_point's; `chosen_from`: the records to choose
+    among instead of the points' own (common.crossval.choice_records: the pooled records of
+    `folds`-fold cross-validation, or unit budgets; each names the point it keeps by
+    `index`)."""
     records = [point.as_dict() for point in points]
     if not records:
         return {"path": [], "path_ended": ended, "selected": None}

@@ -63,12 +63,19 @@ def run(demo, devices, args):
     return summary_of(launch(demo, devices, args))
 
 
-def single_device(demo, args):
+def single_device(demo, args, running=()):
     """The single-device run in this test process (one CPU device, as a fresh process has):
-    its summary as the runner prints it, without a second TensorFlow start-up."""
+    its summary as the runner prints it, without a second TensorFlow start-up. If it fails,
+    the `running` processes launched beside it are ended first."""
     import importlib
 
-    return json.loads(json.dumps(importlib.import_module(demo).main(args)))
+    try:
+        return json.loads(json.dumps(importlib.import_module(demo).main(args)))
+    except BaseException:
+        for process in running:
+            process.kill()
+            process.communicate()
+        raise
 
 
 # Strengths at which some units go within 100 steps, for each solver: one per kernel for the
@@ -97,7 +104,8 @@ def test_mirrored_on_two_devices_equals_one_device(demo, solver, small_csv, tmp_
     # The mirrored run starts first; the single-device one runs here while it starts.
     mirrored = launch(demo, 2, args_for(small_csv, tmp_path / "two", "--strategy", "mirrored",
                                         solver=solver))
-    single = single_device(demo, args_for(small_csv, tmp_path / "one", solver=solver))
+    single = single_device(demo, args_for(small_csv, tmp_path / "one", solver=solver),
+                           [mirrored])
     assert_same_run(single, summary_of(mirrored), replicas=2)
     # One run folder each, written once.
     assert len(list((tmp_path / "two").iterdir())) == 1
@@ -151,7 +159,7 @@ def test_two_workers_on_localhost_equal_one_device(demo, small_csv, tmp_path):
         processes.append(launch(demo, 1, args_for(small_csv, tmp_path / "workers",
                                                   "--strategy", "multiworker"),
                                 env={"TF_CONFIG": json.dumps(tf_config)}))
-    single = single_device(demo, args_for(small_csv, tmp_path / "one"))
+    single = single_device(demo, args_for(small_csv, tmp_path / "one"), processes)
     chief, other = [summary_of(process) for process in processes]
     assert chief["chief"] and not other["chief"]
     assert_same_run(single, chief, replicas=2)

@@ -46,6 +46,24 @@ def test_gates_in_training_and_at_test_time_match_numpy():
     assert fixed[0] == 0.0 and fixed[-1] == 1.0  # closed below log(0.1 / 1.1) = -2.40
 
 
+def test_a_gates_gradient_reaches_log_alpha_through_the_noise():
+    """The reparameterised gradient: d z / d log_alpha for fixed draws, against central
+    differences of the float64 formula (draws that leave the gate strictly inside (0, 1),
+    where it has one; a clipped gate has none)."""
+    log_alpha = np.array([-0.8, 0.1, 0.9], np.float64)
+    u = np.array([0.35, 0.5, 0.3], np.float64)
+    assert np.all((numpy_gate(log_alpha, u) > 0) & (numpy_gate(log_alpha, u) < 1))
+    variable = keras.Variable(log_alpha.astype(np.float32))
+    weights = np.array([1.0, -2.0, 0.5])  # a weighted sum: each gate's own derivative counts
+    (gradient,) = gradient_numpy(
+        lambda: ops.sum(hard_concrete(variable, ops.convert_to_tensor(u, "float32")) * weights),
+        [variable])
+    step = 1e-6
+    numeric = [(numpy_gate(log_alpha + step * unit, u) - numpy_gate(log_alpha - step * unit, u))
+               @ weights / (2 * step) for unit in np.eye(3)]
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-3)
+
+
 def test_the_penalty_is_the_chance_each_gate_is_open_and_its_gradient_is_right():
     log_alpha = np.array([-3.0, -0.5, 0.2, 2.5], np.float64)
     # The chance, by sampling: the share of NumPy-drawn gates that are not zero.

@@ -10,7 +10,8 @@ from common.batches import FINETUNE
 from common.config import parse_config
 from common.data import load_dataset
 from common.model import build_model, metric_and_standard_error
-from common.path import attach_scale, lambda_grid, select_point, set_scale
+from common.path import (PathPoint, attach_scale, finish_path, lambda_grid, select_point,
+                         set_scale)
 from common.stages import optimizer_of, regularizer_of
 from tests.helpers import full_batch_fit, numpy_forward
 
@@ -58,6 +59,28 @@ def test_a_tolerance_keeps_the_fewest_units_no_worse_than_the_dense_network_allo
                 record(2, 2e-3, 30, 0.925, 0.02)]
     assert select_point(accuracy, "classification", tolerance=0.02)[0] == 1
     assert select_point(accuracy, "classification", tolerance=0.03)[0] == 2
+    with pytest.raises(ValueError, match="relative loss of at least 0"):
+        select_point(RMSE_PATH, "regression", tolerance=-0.01)
+    with pytest.raises(ValueError, match="alone"):
+        select_point(RMSE_PATH, "regression", max_units=12, tolerance=0.05)
+
+
+def test_a_record_names_the_point_it_keeps_wherever_it_stands():
+    """Unit budgets list sizes, not points: the record at position 2 keeps point 1, and the
+    path keeps (and reports) that point, with the budget's pooled score."""
+    points = [PathPoint(index, 0.1 * index, {"inputs": 3, "hidden": [size]}, 3 + size, 0,
+                        metric, 0.1, metric ** 2, weights=[np.full((1,), float(index))])
+              for index, (size, metric) in enumerate([(17, 3.0), (9, 3.2), (12, 3.1)])]
+    budgets = [record(0, 0.0, 20, 3.0, 0.3), record(1, 0.1, 15, 3.1, 0.3),
+               record(1, 0.1, 12, 3.25, 0.3)]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    kept = []
+    model.set_weights = kept.append  # records what finish_path loads
+    chosen = finish_path(model, points, "regression", "done", 10, "units", chosen_from=budgets,
+                         folds=5)
+    assert chosen["selected"]["index"] == 1 and chosen["selected"]["val_rmse"] == 3.25
+    assert chosen["selected"]["rule"] == "units, 5-fold cross-validation"
+    assert chosen["unit_budgets"] == budgets and kept[0][0][0] == 1.0
 
 
 def test_ties_go_to_the_better_metric_then_to_the_larger_lambda():
