@@ -1,7 +1,7 @@
 """L0 gates on units (common.gates, Louizos et al. 2018) against the group Lasso preset, on
 Boston, chosen as the preset chooses: 5-fold cross-validation, the 1-SE rule, test read once.
 
-    python benchmarks/l0.py                 # seeds 0-4: about 10 minutes on 2 cores
+    python benchmarks/l0.py                 # seeds 0-4: about 8 minutes on 2 cores
     python benchmarks/l0.py --seeds 1 --no-save
 
 The network of the demos, 13-20-15-1, with a UnitGates layer before each Dense layer (the
@@ -10,10 +10,10 @@ from the same initial weights: Adam on the weights (lr 1e-3) and on the gates' l
 (lr 1e-2, so a gate can close within the budget), full batch, STEPS steps of
     mean squared error + lambda * expected number of open gates,
 then the gates are folded into the Dense kernels (common.gates.fold_gates), the units
-counted, and the pruned network (common.pruning) scored on the fold's validation rows. The folds' scores are pooled per lambda
-(common.crossval.pooled) and the 1-SE rule picks (common.path.select_point); the run's own
-fold's network at that lambda is pruned and its test RMSE read once, then paired with the
-same seed's unregularized TF demo run. Written to latest.json under "variants" → "boston" →
+counted, and the pruned network (common.pruning) scored on the fold's validation rows. The
+folds' scores are pooled per lambda (common.crossval.pooled) and the 1-SE rule picks
+(common.path.select_point); the run's own fold's pruned network at that lambda has its test
+RMSE read once, then paired with the same seed's unregularized TF demo run. Written to latest.json under "variants" → "boston" →
 "l0 gates".
 """
 
