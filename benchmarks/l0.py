@@ -13,8 +13,8 @@ then the gates are folded into the Dense kernels (common.gates.fold_gates), the 
 counted, and the pruned network (common.pruning) scored on the fold's validation rows. The
 folds' scores are pooled per lambda (common.crossval.pooled) and the 1-SE rule picks
 (common.path.select_point); the run's own fold's pruned network at that lambda has its test
-RMSE read once, then paired with the same seed's unregularized TF demo run. Written to latest.json under "variants" → "boston" →
-"l0 gates".
+RMSE read once, then paired with the same seed's unregularized TF demo run. Written to
+latest.json under "variants" → "boston" → "l0 gates".
 """
 
 import argparse
