@@ -200,10 +200,10 @@ def select_point(records, task, rule="1se", max_units=None, tolerance=None):
         return sign * record["val_metric"]
 
     order = list(range(len(records)))
-    if tolerance is not None and (tolerance < 0 or max_units is not None):
-        raise ValueError(f"a tolerance is a relative loss of at least 0, alone, not "
-                         f"{tolerance} with max_units {max_units}")
     if tolerance is not None:
+        if tolerance < 0 or max_units is not None:
+            raise ValueError(f"a tolerance is a relative loss of at least 0, alone, not "
+                             f"{tolerance} with max_units {max_units}")
         bound = goodness(records[0]) + tolerance * abs(records[0]["val_metric"])
         within = [index for index in order if goodness(records[index]) <= bound + 1e-12]
         return min(within, key=lambda index: (records[index]["total_units"],

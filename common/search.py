@@ -157,9 +157,10 @@ def run_search(model, data, template, settings, points, timing, show=None, on_po
 @dataclasses.dataclass
 class PathChoice:
     """What choose_lambda found: the `records` it chose among (pooled over the folds with
-    `folds`; with rule="units", one per network size), the `selected` point (index, lambda, rule, validation metric and SE), `path`
-    (every point of the run's own fold), `model` (the chosen network; its GroupSparse
-    strengths scaled to the chosen lambda), `pruned` and `report` (common.pruning)."""
+    `folds`; with rule="units", one per network size), the `selected` point (index, lambda,
+    rule, validation metric and SE), `path` (every point of the run's own fold), `model` (the
+    chosen network; its GroupSparse strengths scaled to the chosen lambda), `pruned` and
+    `report` (common.pruning)."""
     records: list
     selected: dict
     path: list

@@ -107,20 +107,20 @@ class PathRun:
         stages = {**self.stages, "layer_group_strengths": strengths} if self.stages else {}
         if not self.config.path:
             return stages
-        cv, pooled = {}, False
+        cv, pooled, rule = {}, False, self.config.select
         if self.config.cv:
             done = len(self.folds)
+            pooled = done == self.config.cv
             cv = {"cv": {"folds": self.config.cv, "folds_done": done,
                          "fold_rows": [rows for _, rows in self.folds]}}
-            if done == self.config.cv:
-                pooled = True
-                cv["cv"]["records"] = cv_records(self.data.task, self.folds)
-            else:  # interrupted (or the path diverged): its own validation split chooses
+            if not pooled:  # interrupted (or the path diverged): its own validation split chooses
                 cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
-        rule = self.config.select
+        chosen_from = choice_records(self.data.task, self.folds, rule, pooled)
+        if pooled:  # the folds' pooled records, computed once
+            cv["cv"]["records"] = (cv_records(self.data.task, self.folds) if rule == "units"
+                                   else chosen_from)
         chosen = finish_path(self.model, self.points, self.data.task, self.ended,
-                             self.point_epochs, rule, self.config.max_units,
-                             choice_records(self.data.task, self.folds, rule, pooled),
+                             self.point_epochs, rule, self.config.max_units, chosen_from,
                              self.config.cv if pooled else None)
         if chosen["selected"] is not None and self.scale is not None:
             # The model carries the penalty it was chosen with (saved with --save-model).
