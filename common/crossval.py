@@ -126,16 +126,13 @@ class FoldPaths:
     def _measure(self, index, lam):
         trainer, scratch = self.trainer, self.scratch
         weights = [trainer.weights(fold) for fold in range(len(self.folds))]
-        scored = (trainer.finetune(weights, self.finetune, (FINETUNE, index), self.threshold,
-                                   self.patience, self.on_chunk) if self.finetune
-                  else [trainer.masked(fold_weights, self.threshold)[0]
-                        for fold_weights in weights])
+        predicted = self.held_out_predictions(weights, index)
         points = []
         for fold, data in enumerate(self.folds):
             scratch.set_weights(weights[fold])
             counts = count_active_units(scratch, self.threshold)
             _, report = prune_model(scratch, self.threshold, data.feature_names, build=False)
-            predictions = trainer.predict(fold, data.x_val, scored[fold])
+            predictions = predicted[fold]
             metric, se = metric_and_standard_error(data, data.y_val, predictions)
             loss = float(np.mean(keras.ops.convert_to_numpy(
                 row_losses(data.task, data.y_val, predictions))))
@@ -145,6 +142,40 @@ class FoldPaths:
                                     weights[fold] if fold == 0 else None, steps))
         return points
 
+    def held_out_predictions(self, weights, index):
+        """Each fold's predictions for its validation rows from its pruned network (`weights`
+        per fold), fine-tuned first with `finetune`. With early stopping (`patience`) no row
+        is predicted by a network whose stopping read it: the rows are split in two halves
+        (alternate rows, `halves`), the network fine-tuned twice, stopping once on each
+        half, and each half predicted by the run that stopped on the other (cross-fitting:
+        twice the fine-tuning steps, every validation row still scored)."""
+        trainer, folds = self.trainer, self.folds
+
+        def tuned(stop_rows=None):  # every fold's network, fine-tuned
+            if not self.finetune:
+                return [trainer.masked(fold_weights, self.threshold)[0] for fold_weights in weights]
+            return trainer.finetune(weights, self.finetune, (FINETUNE, index), self.threshold,
+                                    self.patience, self.on_chunk, stop_rows)
+
+        if not (self.finetune and self.patience):
+            networks = tuned()
+            return [trainer.predict(fold, data.x_val, networks[fold])
+                    for fold, data in enumerate(folds)]
+        first = [halves(len(data.x_val)) for data in folds]
+        stopped_first, stopped_second = tuned(first), tuned([1.0 - half for half in first])
+        predicted = []
+        for fold, data in enumerate(folds):
+            for_second = trainer.predict(fold, data.x_val, stopped_first[fold])
+            for_first = trainer.predict(fold, data.x_val, stopped_second[fold])
+            in_first = first[fold].astype(bool).reshape((-1,) + (1,) * (for_first.ndim - 1))
+            predicted.append(np.where(in_first, for_first, for_second))
+        return predicted
+
+
+def halves(rows):
+    """The first of a validation split's two halves for cross-fitted scoring: a 0/1 vector,
+    1 on rows 0, 2, 4, ... (the second half is the rest)."""
+    return (np.arange(rows) % 2 == 0).astype(np.float32)
 
 
 def point_settled(records, before, tolerance):

@@ -129,7 +129,7 @@ class FoldTrainer(FoldStep):
     # -- training ------------------------------------------------------------------------
 
     def train(self, epochs, stream, scale=0.0, freeze_zeros=False, keep=None, patience=None,
-              check_epochs=1, on_chunk=None, folds=None):
+              check_epochs=1, on_chunk=None, folds=None, stop_rows=None):
         """Train every fold `epochs` epochs; returns each fold's records, an array [steps,
         2 + layers] (data loss, penalty, active units per layer) per fold.
 
@@ -139,7 +139,9 @@ class FoldTrainer(FoldStep):
         trains and 0 for one held at zero (fine-tuning a pruned network). `patience`: every
         `check_epochs` epochs the validation loss is computed, a fold stops once it has not
         improved for `patience` checks, and each fold ends with its best weights (Keras'
-        EarlyStopping with restore_best_weights). `on_chunk(steps_done, records)` runs
+        EarlyStopping with restore_best_weights). `stop_rows`: per fold, a 0/1 vector over its
+        validation rows; early stopping reads only the rows marked 1 (all of them when None).
+        `on_chunk(steps_done, records)` runs
         between compiled calls with that call's records, per fold (progress, signals);
         returning False ends the stage there. `folds`: one bool per fold, False for a fold that
         sits this stage out (its weights and Adam untouched); every fold trains when None."""
@@ -155,8 +157,10 @@ class FoldTrainer(FoldStep):
         tensor = ops.convert_to_tensor
         with np.errstate(over="ignore"):  # a scale past float32's range is inf, as assigned
             scale = np.float32(scale)
+        stop_mask = self.val_mask if stop_rows is None else self.val_mask * stacked(
+            [(rows, rows) for rows in stop_rows])[0]
         controls = (tensor(scale), tensor(bool(freeze_zeros)), self.group_weights, keep,
-                    tensor(int(check), "int32"), tensor(int(patience or 0), "int32"))
+                    tensor(int(check), "int32"), tensor(int(patience or 0), "int32"), stop_mask)
         inf = ops.convert_to_tensor(np.full(self.num_folds, np.inf, np.float32))
         running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)
         stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"), tensor(running))
@@ -201,15 +205,17 @@ class FoldTrainer(FoldStep):
             weights[slot][~mask] = 0.0
         return weights, [mask.astype(np.float32) for mask in masks]
 
-    def finetune(self, weights, epochs, stream, threshold=0.0, patience=None, on_chunk=None):
+    def finetune(self, weights, epochs, stream, threshold=0.0, patience=None, on_chunk=None,
+                 stop_rows=None):
         """Each fold's pruned network (`weights`: one list of arrays per fold) trained
         `epochs` more epochs on its data loss alone with a fresh Adam, as
         common.fitting.finetune trains a pruned model: its rows at or under `threshold`
         are set to zero and held there (the masked network computes what the pruned one
         does). With `patience` (epochs), early stopping on the validation rows, checked
         every few epochs, keeps each fold's best weights (epochs after the last check count
-        only if that check was the best). Returns the fine-tuned weights; the trainer's own
-        state (the path's weights and Adam) is left as it was."""
+        only if that check was the best); `stop_rows` (see train) limits the rows it reads.
+        Returns the fine-tuned weights; the trainer's own state (the path's weights and Adam)
+        is left as it was."""
         saved, keep = self.state(), []
         for fold, fold_weights in enumerate(weights):
             fold_weights, fold_keep = self.masked(fold_weights, threshold)
@@ -218,7 +224,8 @@ class FoldTrainer(FoldStep):
         self.reset_optimizer()
         check = max(1, min(50, patience // 5)) if patience else 1  # as fitting.finetune
         self.train(epochs, stream, keep=keep, check_epochs=check,
-                   patience=-(-patience // check) if patience else None, on_chunk=on_chunk)
+                   patience=-(-patience // check) if patience else None, on_chunk=on_chunk,
+                   stop_rows=stop_rows)
         tuned = [self.weights(fold) for fold in range(self.num_folds)]
         self.restore(saved)
         return tuned

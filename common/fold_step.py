@@ -100,7 +100,7 @@ class FoldStep:
 
     def _run_chunk(self, state, stopping, controls, batches, offset, num_steps):
         self.traces += 1  # Python runs here only while tracing
-        scale, freeze_zeros, group_weights, keep, check, patience = controls
+        scale, freeze_zeros, group_weights, keep, check, patience, stop_mask = controls
         records = ops.zeros((self.chunk_steps, self.num_folds, 2 + len(self.kernel_slots)))
         x, y, row_mask = self.x, self.y, self.row_mask
 
@@ -126,17 +126,19 @@ class FoldStep:
             is_check = ops.logical_and(check > 0, done % ops.maximum(check, 1) == 0)
 
             def checked():
-                return self._early_stopping(params, best, best_loss, wait, running, patience)
+                return self._early_stopping(params, best, best_loss, wait, running, patience,
+                                            stop_mask)
 
             stopping = ops.cond(is_check, checked, lambda: (best, best_loss, wait, running))
             return (params, moments, velocities, steps), stopping, records
 
         return ops.fori_loop(0, num_steps, step, (state, stopping, records))
 
-    def _early_stopping(self, params, best, best_loss, wait, running, patience):
-        """One check: each running fold's validation loss against its best so far."""
+    def _early_stopping(self, params, best, best_loss, wait, running, patience, stop_mask):
+        """One check: each running fold's loss on its validation rows that `stop_mask`
+        marks, against its best so far."""
         losses = ops.vectorized_map(lambda fold: self._fold_loss(*fold),
-                                    [params, self.x_val, self.y_val, self.val_mask])
+                                    [params, self.x_val, self.y_val, stop_mask])
         improved = ops.logical_and(running, losses < best_loss)
         best = [ops.where(per_fold(improved, value), value, old)
                 for value, old in zip(params, best)]

@@ -156,3 +156,34 @@ def test_early_stopping_stops_one_fold_and_leaves_it_at_its_best(boston):
     for have, want in zip(trainer.weights(1), alone.weights(0)):
         np.testing.assert_allclose(have, want, atol=1e-6)
     assert any(np.any(have != was) for have, was in zip(trainer.weights(1), start))
+
+
+def test_early_stopping_on_marked_rows_equals_a_fold_holding_only_those_rows(boston):
+    """`stop_rows` (the path's cross-fitted scoring): early stopping that reads the marked
+    half of each fold's validation rows trains exactly as a trainer whose folds hold only
+    that half, and not as one that reads them all (the other half's targets are reversed,
+    so a fold reading them stops sooner)."""
+    folds = folds_of(boston, [200, 180])
+    marks = [np.arange(len(x_val)) % 2 == 0 for _, _, x_val, _ in folds]
+    halved = [(x, y, x_val[mark], y_val[mark])
+              for (x, y, x_val, y_val), mark in zip(folds, marks)]
+    read = [(x, y, x_val, np.where(mark[:, None], y_val, -5.0 * y_val))
+            for (x, y, x_val, y_val), mark in zip(folds, marks)]
+    model = network(boston, proximal=False)
+
+    def trained(folds, stop_rows=None):
+        trainer = FoldTrainer(model, folds, "regression", 1e-2, None, seed=0, chunk_steps=40,
+                              xla=False)
+        trainer.train(150, stream=(2,), patience=3, check_epochs=5, stop_rows=stop_rows)
+        return trainer
+
+    marked = trained(read, [mark.astype(np.float32) for mark in marks])
+    alone, everything = trained(halved), trained(read)
+    assert marked.traces == 1
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(marked.steps),
+                                  keras.ops.convert_to_numpy(alone.steps))
+    for fold in range(2):
+        for have, want in zip(marked.weights(fold), alone.weights(fold)):
+            np.testing.assert_allclose(have, want, atol=1e-6)
+    assert np.any(keras.ops.convert_to_numpy(marked.steps)
+                  != keras.ops.convert_to_numpy(everything.steps))

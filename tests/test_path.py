@@ -1,5 +1,6 @@
 """The lambda path: selection rules, warm starts, the grid, fine-tuned points (the demos: test_path_demos.py)."""
 
+import dataclasses
 
 import keras
 import numpy as np
@@ -203,16 +204,18 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     """--finetune on the path (the relaxed path, `--preset compact`): each point's pruned
     network is fine-tuned on the training rows, with the validation split for early
     stopping, before it is scored. A stand-in for the fine-tuning zeroes the network it is
-    given, so the validation loss must be that of predicting 0: mean(y_val**2) in NumPy."""
+    given, so the validation loss must be that of predicting 0: mean(y_val**2) in NumPy. It
+    is called twice, early stopping on alternate validation rows, then on the others."""
     from common.crossval import FoldPaths
     from common.engine import FoldTrainer
 
     config, data, model, scale = small_path_setup(finetune=7, patience=5)
     calls = []
 
-    def zeroing_finetune(self, weights, epochs, stream, threshold, patience, on_chunk):
+    def zeroing_finetune(self, weights, epochs, stream, threshold, patience, on_chunk,
+                         stop_rows):
         calls.append(([[value.shape for value in fold] for fold in weights], epochs, threshold,
-                      patience))
+                      patience, [rows.tolist() for rows in stop_rows]))
         return [[np.zeros_like(value) for value in fold] for fold in weights]
 
     monkeypatch.setattr(FoldTrainer, "finetune", zeroing_finetune)
@@ -222,9 +225,40 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     search.train_point(0, 0.0, 0.0, 20)
     point = search.points[0][0]
     assert point.val_loss == pytest.approx(float(np.mean(np.square(data.y_val))), rel=1e-5)
-    assert calls == [([[weight.shape for weight in model.get_weights()]], 7, config.threshold, 5)]
+    shapes, first = [[weight.shape for weight in model.get_weights()]], [
+        float(row % 2 == 0) for row in range(len(data.y_val))]
+    assert calls == [(shapes, 7, config.threshold, 5, [first]),
+                     (shapes, 7, config.threshold, 5, [[1.0 - row for row in first]])]
     # The path's own weights are untouched: only the pruned copy was fine-tuned.
     assert any(np.any(weight != 0) for weight in point.weights)
+
+
+@pytest.mark.backends
+def test_no_validation_row_is_scored_by_a_network_whose_early_stopping_read_it():
+    """With early stopping each point's pruned network is fine-tuned twice, stopping on
+    alternate validation rows and then on the others, and each row is predicted by the run
+    that stopped on the other half. Flipping the targets of the first half leaves the
+    first half's predictions exactly as they were (their network never read those targets)
+    and changes the second half's (theirs stopped on the flipped rows)."""
+    from common.crossval import FoldPaths
+
+    config, data, model, scale = small_path_setup()
+    start = model.get_weights()
+
+    def predictions(y_val):
+        fold = dataclasses.replace(data, y_val=y_val)
+        search = FoldPaths(model, [fold], start_weights=start, lr=1e-2, batch_size=None,
+                           seed=0, threshold=config.threshold, finetune=300, patience=20,
+                           xla=False)
+        search.train_dense(40)
+        return search.held_out_predictions([search.trainer.weights(0)], 1)[0]
+
+    first = np.arange(len(data.y_val)) % 2 == 0
+    flipped = np.where(first[:, None], data.y_val.max() + data.y_val.min() - data.y_val,
+                       data.y_val)
+    before, after = predictions(data.y_val), predictions(flipped)
+    np.testing.assert_array_equal(after[first], before[first])
+    assert not np.allclose(after[~first], before[~first], atol=1e-3)
 
 
 def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
