@@ -22,15 +22,16 @@ SELECTION_RULES = ("1se", "min")
 STRATEGIES = ("none", "mirrored", "multiworker")
 
 # --preset compact: the smallest network the validation data supports: the lambda path (40
-# lambdas) with exact zeros and adaptive weights, each point trained three times as long as the
-# dense network (--path-epochs 3 x --epochs, set in _derived_defaults) and fine-tuned (1000
-# epochs, early stopping on validation) before it is scored, lambda chosen by 5-fold
-# cross-validation; a point ends early once its units and objective have settled (relative
-# change 1e-3 over a compiled call of up to 250 steps: on Boston seeds 1-4 kept the networks
-# they kept without it and seed 0 one input fewer, in 45-65 % of the path's steps; DIGITS'
-# minibatch points never settle, so the rule changes nothing there; the tolerance against
-# 3e-3: benchmarks/README.md). Each setting was chosen on validation numbers only, never on
-# the test split (benchmarks/README.md, "Sparsity against accuracy", has the comparisons).
+# lambdas) with exact zeros and adaptive weights, each point trained three times as long as
+# the dense network (--path-epochs 3 x --epochs, set in _derived_defaults) and fine-tuned
+# (1000 epochs, early stopping on half the held-out rows, cross-fitted: common/crossval.py)
+# before it is scored, lambda chosen by 5-fold cross-validation; a point ends early once its
+# units and objective have settled (relative change 1e-3 over a compiled call of up to 250
+# steps: on Boston seeds 1-4 kept the networks they kept without it and seed 0 one input
+# fewer, in 45-65 % of the path's steps; DIGITS' minibatch points never settle, so the rule
+# changes nothing there; the tolerance against 3e-3: benchmarks/README.md). Each setting was
+# chosen on validation numbers only, never on the test split (benchmarks/README.md,
+# "Sparsity against accuracy", has the comparisons).
 PRESETS = {"compact": dict(path=True, solver="proximal", adaptive=1.0, finetune=1000,
                            patience=50, path_points=40, path_settle=1e-3, cv=5)}
 # Epochs of the original demos: 1500 steps for TensorFlow, 2500 epochs for Keras.

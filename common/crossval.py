@@ -42,11 +42,11 @@ class FoldPaths:
     `model` lends its layers and GroupSparse settings and is not changed; `folds` are
     Datasets with their own validation rows. `train_dense` trains the dense networks of the
     folds, the run's own included, from `start_weights` (the run's initial weights);
-    `train_point` then trains and measures every fold at the next lambda, as
-    the path has always measured a network (pruned, fine-tuned `finetune` epochs with early
-    stopping after `patience`, scored on the fold's validation rows). `on_chunk()` runs
-    between compiled calls (a signal check). `points` holds each fold's PathPoints and
-    `records` each fold's per-step records of the last point."""
+    `train_point` then trains and measures every fold at the next lambda, as the path has
+    always measured a network (pruned, fine-tuned `finetune` epochs with early stopping after
+    `patience`, scored on the fold's validation rows, cross-fitted: held_out_predictions).
+    `on_chunk()` runs between compiled calls (a signal check). `points` holds each fold's
+    PathPoints and `records` each fold's per-step records of the last point."""
 
     def __init__(self, model, folds, *, start_weights, lr, batch_size, seed, threshold,
                  freeze_zeros=False, finetune=0, patience=None, settle=None, on_chunk=None,
@@ -144,25 +144,25 @@ class FoldPaths:
 
     def held_out_predictions(self, weights, index):
         """Each fold's predictions for its validation rows from its pruned network (`weights`
-        per fold), fine-tuned first with `finetune`. With early stopping (`patience`) no row
-        is predicted by a network whose stopping read it: the rows are split in two halves
-        (alternate rows, `halves`), the network fine-tuned twice, stopping once on each
-        half, and each half predicted by the run that stopped on the other (cross-fitting:
-        twice the fine-tuning steps, every validation row still scored)."""
+        per fold), fine-tuned first if `finetune` is set. With early stopping (`patience`) no
+        row is predicted by a network whose stopping read it: the rows are split in two
+        halves (alternate rows: first_half), the network fine-tuned twice, stopping once on
+        each half, and each half predicted by the run that stopped on the other
+        (cross-fitting: twice the fine-tuning steps, every validation row still scored)."""
         trainer, folds = self.trainer, self.folds
 
-        def tuned(stop_rows=None):  # every fold's network, fine-tuned
+        def scored(stop_rows=None):  # every fold's pruned network, fine-tuned if asked
             if not self.finetune:
                 return [trainer.masked(fold_weights, self.threshold)[0] for fold_weights in weights]
             return trainer.finetune(weights, self.finetune, (FINETUNE, index), self.threshold,
                                     self.patience, self.on_chunk, stop_rows)
 
         if not (self.finetune and self.patience):
-            networks = tuned()
+            networks = scored()
             return [trainer.predict(fold, data.x_val, networks[fold])
                     for fold, data in enumerate(folds)]
-        first = [halves(len(data.x_val)) for data in folds]
-        stopped_first, stopped_second = tuned(first), tuned([1.0 - half for half in first])
+        first = [first_half(len(data.x_val)) for data in folds]
+        stopped_first, stopped_second = scored(first), scored([1.0 - half for half in first])
         predicted = []
         for fold, data in enumerate(folds):
             for_second = trainer.predict(fold, data.x_val, stopped_first[fold])
@@ -172,9 +172,10 @@ class FoldPaths:
         return predicted
 
 
-def halves(rows):
-    """The first of a validation split's two halves for cross-fitted scoring: a 0/1 vector,
-    1 on rows 0, 2, 4, ... (the second half is the rest)."""
+def first_half(rows):
+    """The first of a validation split's two halves for cross-fitted scoring: a 0/1 vector
+    over its rows, 1 on rows 0, 2, 4, ... (the second half is the rest). A split of one row
+    leaves the second half empty: its run stops after `patience` on a constant loss."""
     return (np.arange(rows) % 2 == 0).astype(np.float32)
 
 

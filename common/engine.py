@@ -58,6 +58,7 @@ class FoldTrainer(FoldStep):
         self.penalty_in_loss = any(penalty is not None and not penalty[4]
                                    for penalty in self.penalties)
         self.rows = [len(x) for x, _, _, _ in folds]
+        self.val_rows = [len(x) for _, _, x, _ in folds]
         self.batch_size = batch_size
         self.full_batch = all(batch_rows(rows, batch_size) == rows for rows in self.rows)
         # The folds' rows stacked [K, rows, ...], padded to the longest (mask 0 there).
@@ -141,10 +142,10 @@ class FoldTrainer(FoldStep):
         improved for `patience` checks, and each fold ends with its best weights (Keras'
         EarlyStopping with restore_best_weights). `stop_rows`: per fold, a 0/1 vector over its
         validation rows; early stopping reads only the rows marked 1 (all of them when None).
-        `on_chunk(steps_done, records)` runs
-        between compiled calls with that call's records, per fold (progress, signals);
-        returning False ends the stage there. `folds`: one bool per fold, False for a fold that
-        sits this stage out (its weights and Adam untouched); every fold trains when None."""
+        `on_chunk(steps_done, records)` runs between compiled calls with that call's records,
+        per fold (progress, signals); returning False ends the stage there. `folds`: one bool
+        per fold, False for a fold that sits this stage out (its weights and Adam untouched);
+        every fold trains when None."""
         plan = fold_plan(self.rows, self.batch_size, epochs, self.seed, stream)
         steps_per_epoch = plan["steps_per_epoch"]
         total = epochs * steps_per_epoch
@@ -157,10 +158,9 @@ class FoldTrainer(FoldStep):
         tensor = ops.convert_to_tensor
         with np.errstate(over="ignore"):  # a scale past float32's range is inf, as assigned
             scale = np.float32(scale)
-        stop_mask = self.val_mask if stop_rows is None else self.val_mask * stacked(
-            [(rows, rows) for rows in stop_rows])[0]
         controls = (tensor(scale), tensor(bool(freeze_zeros)), self.group_weights, keep,
-                    tensor(int(check), "int32"), tensor(int(patience or 0), "int32"), stop_mask)
+                    tensor(int(check), "int32"), tensor(int(patience or 0), "int32"),
+                    self.stop_mask(stop_rows))
         inf = ops.convert_to_tensor(np.full(self.num_folds, np.inf, np.float32))
         running = np.ones(self.num_folds, bool) if folds is None else np.asarray(folds, bool)
         stopping = (self.params, inf, ops.zeros((self.num_folds,), "int32"), tensor(running))
@@ -195,6 +195,17 @@ class FoldTrainer(FoldStep):
                            for value, now in zip(best, self.params)]
         rows = np.concatenate(records) if records else np.zeros((0, self.num_folds, 0))
         return fold_rows(rows, plan["active"][:len(rows)], running)
+
+    def stop_mask(self, stop_rows):
+        """The validation rows early stopping reads, stacked [K, rows] like val_mask: every
+        fold's own rows when `stop_rows` is None, else those its 0/1 vector marks."""
+        if stop_rows is None:
+            return self.val_mask
+        sizes = [len(rows) for rows in stop_rows]
+        if sizes != self.val_rows:
+            raise ValueError(f"stop_rows must mark each fold's validation rows "
+                             f"({self.val_rows}), got vectors of {sizes}")
+        return self.val_mask * stacked([(rows, rows) for rows in stop_rows])[0]
 
     def masked(self, weights, threshold):
         """One fold's weights with every kernel row at or under `threshold` (sum |w|) set to

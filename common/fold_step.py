@@ -34,9 +34,10 @@ class FoldStep:
     """The compiled step of common.engine.FoldTrainer (see the module's docstring)."""
 
     def _fold_loss(self, params, x, y, mask):
-        """One fold's mean data loss over the rows where `mask` is 1."""
+        """One fold's mean data loss over the rows where `mask` is 1 (the others' losses,
+        finite or not, never enter it)."""
         outputs, _ = self.model.stateless_call(params, [], x, training=True)
-        losses = row_losses(self.task, y, outputs)
+        losses = ops.where(mask > 0, row_losses(self.task, y, outputs), 0.0)
         return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
 
     def _penalty(self, params, scale, group_weights, in_loss_only=False):

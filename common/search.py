@@ -85,8 +85,9 @@ def run_search(model, data, template, settings, points, timing, show=None, on_po
     base = base_strength(settings.group_strength, settings.l1)
 
     def start(folds):
+        tuning = settings.finetune * (2 if settings.patience else 1)  # cross-fitted: twice
         fold_steps = len(folds) * steps * (settings.epochs + (num_points + 1) * (
-            settings.point_epochs + settings.finetune))
+            settings.point_epochs + tuning))
         search = FoldPaths(
             template, folds, start_weights=start_weights, lr=settings.lr,
             batch_size=settings.batch_size, seed=settings.seed, threshold=settings.threshold,

@@ -160,30 +160,43 @@ def test_early_stopping_stops_one_fold_and_leaves_it_at_its_best(boston):
 
 def test_early_stopping_on_marked_rows_equals_a_fold_holding_only_those_rows(boston):
     """`stop_rows` (the path's cross-fitted scoring): early stopping that reads the marked
-    half of each fold's validation rows trains exactly as a trainer whose folds hold only
-    that half, and not as one that reads them all (the other half's targets are reversed,
-    so a fold reading them stops sooner)."""
-    folds = folds_of(boston, [200, 180])
+    half of each fold's validation rows (41 and 35 rows: padded to one length) trains
+    exactly as a trainer whose folds hold only that half, and not as one that reads them
+    all (the other half's targets are -5 times the true ones, so a fold reading them stops
+    sooner). One compilation serves every choice of rows; a vector that does not cover a
+    fold's validation rows is a ValueError."""
+    rows = np.random.default_rng(1).permutation(len(boston.x_train))
+    x, y = boston.x_train, boston.y_train
+    folds = [(x[rows[:200]], y[rows[:200]], x[rows[200:241]], y[rows[200:241]]),
+             (x[rows[241:421]], y[rows[241:421]], x[rows[421:456]], y[rows[421:456]])]
     marks = [np.arange(len(x_val)) % 2 == 0 for _, _, x_val, _ in folds]
     halved = [(x, y, x_val[mark], y_val[mark])
               for (x, y, x_val, y_val), mark in zip(folds, marks)]
     read = [(x, y, x_val, np.where(mark[:, None], y_val, -5.0 * y_val))
             for (x, y, x_val, y_val), mark in zip(folds, marks)]
     model = network(boston, proximal=False)
+    start = model.get_weights()
 
-    def trained(folds, stop_rows=None):
-        trainer = FoldTrainer(model, folds, "regression", 1e-2, None, seed=0, chunk_steps=40,
-                              xla=False)
-        trainer.train(150, stream=(2,), patience=3, check_epochs=5, stop_rows=stop_rows)
-        return trainer
+    def trainer_of(folds):
+        return FoldTrainer(model, folds, "regression", 1e-2, None, seed=0, chunk_steps=40,
+                           xla=False)
 
-    marked = trained(read, [mark.astype(np.float32) for mark in marks])
-    alone, everything = trained(halved), trained(read)
-    assert marked.traces == 1
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(marked.steps),
-                                  keras.ops.convert_to_numpy(alone.steps))
+    def steps(trainer):
+        return keras.ops.convert_to_numpy(trainer.steps).tolist()
+
+    marked, alone = trainer_of(read), trainer_of(halved)
+    marked.train(150, stream=(2,), patience=3, check_epochs=5,
+                 stop_rows=[mark.astype(np.float32) for mark in marks])
+    alone.train(150, stream=(2,), patience=3, check_epochs=5)
+    assert steps(marked) == steps(alone) and max(steps(alone)) < 150
     for fold in range(2):
         for have, want in zip(marked.weights(fold), alone.weights(fold)):
             np.testing.assert_allclose(have, want, atol=1e-6)
-    assert np.any(keras.ops.convert_to_numpy(marked.steps)
-                  != keras.ops.convert_to_numpy(everything.steps))
+    for fold in range(2):  # the same trainer, every row read: a new run, the same compilation
+        marked.set_weights(fold, start)
+    marked.reset_optimizer()
+    marked.train(150, stream=(2,), patience=3, check_epochs=5)
+    assert marked.traces == 1
+    assert steps(marked) != steps(alone)  # fold 0 stops sooner: 25 steps against 75
+    with pytest.raises(ValueError, match="validation rows"):
+        marked.train(5, stream=(2,), patience=3, stop_rows=[np.ones(41, np.float32)])

@@ -237,28 +237,36 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
 def test_no_validation_row_is_scored_by_a_network_whose_early_stopping_read_it():
     """With early stopping each point's pruned network is fine-tuned twice, stopping on
     alternate validation rows and then on the others, and each row is predicted by the run
-    that stopped on the other half. Flipping the targets of the first half leaves the
-    first half's predictions exactly as they were (their network never read those targets)
-    and changes the second half's (theirs stopped on the flipped rows)."""
+    that stopped on the other half. Two folds (81 and 74 validation rows, padded to one
+    length): flipping the targets of fold 0's first half leaves that half's predictions
+    exactly as they were (their network never read those targets), changes the second
+    half's (theirs stopped on the flipped rows), and leaves fold 1 alone. The dense stage
+    and both fine-tunings share one compilation."""
     from common.crossval import FoldPaths
 
     config, data, model, scale = small_path_setup()
     start = model.get_weights()
+    other = dataclasses.replace(data, x_val=data.x_val[7:], y_val=data.y_val[7:])
 
     def predictions(y_val):
-        fold = dataclasses.replace(data, y_val=y_val)
-        search = FoldPaths(model, [fold], start_weights=start, lr=1e-2, batch_size=None,
+        folds = [dataclasses.replace(data, y_val=y_val), other]
+        search = FoldPaths(model, folds, start_weights=start, lr=1e-2, batch_size=None,
                            seed=0, threshold=config.threshold, finetune=300, patience=20,
                            xla=False)
         search.train_dense(40)
-        return search.held_out_predictions([search.trainer.weights(0)], 1)[0]
+        predicted = search.held_out_predictions([search.trainer.weights(fold)
+                                                 for fold in range(2)], 1)
+        assert search.trainer.traces == 1
+        return predicted
 
     first = np.arange(len(data.y_val)) % 2 == 0
     flipped = np.where(first[:, None], data.y_val.max() + data.y_val.min() - data.y_val,
                        data.y_val)
     before, after = predictions(data.y_val), predictions(flipped)
-    np.testing.assert_array_equal(after[first], before[first])
-    assert not np.allclose(after[~first], before[~first], atol=1e-3)
+    assert len(before[1]) == len(data.y_val) - 7
+    np.testing.assert_array_equal(after[0][first], before[0][first])
+    assert not np.allclose(after[0][~first], before[0][~first], atol=1e-3)
+    np.testing.assert_array_equal(after[1], before[1])
 
 
 def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
