@@ -40,17 +40,24 @@ VARIANTS = {  # flags after the preset's, and the library's selection rules (RUN
     # 1.05 and DIGITS' 2 points of accuracy.
     "within 5%": ([], {"tolerance": 0.05}),
     "within 2%": ([], {"tolerance": 0.02}),
+    # Repeated cross-validation: a second cut into 5 folds beside the first
+    # (common.data.repeated_folds; the pooled SE is one cut's, crossval.pooled_repeats).
+    "2 x 5 folds": ([], {"repeats": 2}),
 }
-# The TF demo as a script, with the library's rules the demos do not offer: --select also
-# takes "units", and LIBRARY_RULE='{"tolerance": T}' gives select_point that tolerance.
-RUNNER = """import json, os, runpy, sys
-import common.config, common.path
+# The TF demo as a script, with the library's options the demos do not offer: --select also
+# takes "units", LIBRARY_RULE='{"tolerance": T}' gives select_point that tolerance, and
+# '{"repeats": R}' gives the path's PathSettings R cuts into folds.
+RUNNER = """import functools, json, os, runpy, sys
+import common.config, common.path, common.search, common.stages
 common.config.SELECTION_RULES = (*common.config.SELECTION_RULES, "units")
 library = json.loads(os.environ.get("LIBRARY_RULE") or "{}")
 if "tolerance" in library:
     select = common.path.select_point
     common.path.select_point = lambda records, task, rule="1se", max_units=None, tolerance=None: \
         select(records, task, rule, max_units, library["tolerance"])
+if "repeats" in library:
+    common.stages.PathSettings = functools.partial(common.search.PathSettings,
+                                                   repeats=library["repeats"])
 sys.argv = ["demo_tensorflow.py", *sys.argv[1:]]
 runpy.run_path("demo_tensorflow.py", run_name="__main__")
 """

@@ -214,19 +214,35 @@ def pooled(task, scores):
     return rmse, math.sqrt(variance / total) / (2 * rmse) if rmse > 0 else 0.0
 
 
-def cv_records(task, folds):
-    """The pooled records `select_point` chooses among, one per path index that every fold
-    trained: `folds` is a list of (PathPoints, held-out rows), the run's own fold first.
+def pooled_repeats(task, scores, repeats=1):
+    """`pooled` over the folds' (metric, SE, rows) of `repeats` cross-validations (each K
+    consecutive folds, every row scored once per repeat): the metric over all of them (the
+    repeats' mean for accuracy, their mean squared error's root for RMSE) and the mean of
+    the repeats' SEs. A repeat scores the same rows again, so its errors are not independent
+    of the first's: the SE is not divided by sqrt(repeats). Averaging steadies the curve the
+    1-SE rule reads, whose noisy minimum otherwise sets the band too low."""
+    metric, se = pooled(task, scores)
+    if repeats == 1:
+        return metric, se
+    size = len(scores) // repeats
+    return metric, float(np.mean([pooled(task, scores[start:start + size])[1]
+                                  for start in range(0, len(scores), size)]))
 
-    The metric and SE are `pooled`; units, parameters and the validation loss are the
-    folds' means (the loss weighted by rows); lambda is the run's own."""
+
+def cv_records(task, folds, repeats=1):
+    """The pooled records `select_point` chooses among, one per path index that every fold
+    trained: `folds` is a list of (PathPoints, held-out rows), the run's own fold first
+    (with `repeats`, each cross-validation's K folds in turn).
+
+    The metric and SE are `pooled_repeats`; units, parameters and the validation loss are
+    the folds' means (the loss weighted by rows); lambda is the run's own."""
     total = sum(rows for _, rows in folds)
     length = min(len(points) for points, _ in folds)
     records = []
     for index in range(length):
         points = [(fold_points[index], rows) for fold_points, rows in folds]
-        metric, se = pooled(task, [(point.val_metric, point.val_se, rows)
-                                   for point, rows in points])
+        metric, se = pooled_repeats(task, [(point.val_metric, point.val_se, rows)
+                                           for point, rows in points], repeats)
         own = folds[0][0][index]
         records.append({
             "index": index, "lambda": own.lam, "val_metric": metric, "val_se": se,
@@ -238,7 +254,7 @@ def cv_records(task, folds):
     return records
 
 
-def budget_records(task, folds):
+def budget_records(task, folds, repeats=1):
     """The records `--select units` chooses among: one per unit budget B, a distinct number
     of units among the run's own fold's points (`folds`: (PathPoints, held-out rows) as for
     cv_records; one fold without --cv). At each budget every fold contributes its path's
@@ -246,7 +262,8 @@ def budget_records(task, folds):
     its units alone, never by its score; their scores are pooled as cv_records pools a
     lambda's. Folds align by network size, not by lambda index: at one lambda, one fold may
     keep 12 units and another 25. `index` and `lambda` are the run's own point's, the one
-    kept if B is chosen; budgets that some fold never reached are left out."""
+    kept if B is chosen; budgets that some fold never reached are left out. `repeats`: as
+    for cv_records."""
     length = min(len(points) for points, _ in folds)
     records = []
     for budget in sorted({point.total_units for point in folds[0][0][:length]}, reverse=True):
@@ -254,8 +271,9 @@ def budget_records(task, folds):
                         None) for points, _ in folds]
         if None in reached:
             continue
-        metric, se = pooled(task, [(point.val_metric, point.val_se, rows)
-                                   for point, (_, rows) in zip(reached, folds)])
+        metric, se = pooled_repeats(task, [(point.val_metric, point.val_se, rows)
+                                           for point, (_, rows) in zip(reached, folds)],
+                                    repeats)
         records.append({
             "index": reached[0].index, "lambda": reached[0].lam, "total_units": budget,
             "val_metric": metric, "val_se": se,
@@ -265,11 +283,13 @@ def budget_records(task, folds):
     return records
 
 
-def choice_records(task, folds, rule, cross_validated):
+def choice_records(task, folds, rule, cross_validated, repeats=1):
     """What the path's rule chooses among (common.path.finish_path's `chosen_from`): unit
     budgets for rule "units" (budget_records, over every fold if `cross_validated`, else
     the run's own), the folds' pooled records if `cross_validated`, else None (the run's
-    own points)."""
+    own points). `repeats`: the cross-validations `folds` holds, one after the other."""
+    if not cross_validated:
+        repeats, folds = 1, folds[:1]
     if rule == "units":
-        return budget_records(task, folds if cross_validated else folds[:1])
-    return cv_records(task, folds) if cross_validated else None
+        return budget_records(task, folds, repeats)
+    return cv_records(task, folds, repeats) if cross_validated else None

@@ -229,6 +229,22 @@ def fold_datasets(data, folds, seed):
     return datasets
 
 
+def repeated_folds(data, folds, seed, repeat):
+    """Repeated cross-validation: the `repeat`-th (1, 2, ...) other cut of every row that
+    `data` trains and validates on (x_train and x_val together) into `folds` folds, each
+    holding one out (stratified by class for classification) and training on the rest; the
+    test split is left out. Repeat 0 is the run's own validation split and fold_datasets."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    x = np.concatenate([data.x_train, data.x_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    splitter = (StratifiedKFold if data.task == "classification" else KFold)(
+        folds, shuffle=True, random_state=_derived(seed, 2 + repeat))
+    return [dataclasses.replace(data, x_train=x[kept], y_train=y[kept], x_val=x[part],
+                                y_val=y[part], x_test=None, y_test=None)
+            for kept, part in splitter.split(x, y.reshape(len(y), -1)[:, 0])]
+
+
 def metric_name(task):
     """The metric a task is scored by: accuracy for classification, RMSE for regression."""
     return "accuracy" if task == "classification" else "rmse"

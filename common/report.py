@@ -116,7 +116,8 @@ def print_path_table(summary):
     selected = (summary.get("selected") or {}).get("index")
     pooled = (summary.get("cv") or {}).get("records") or []
     print(f"  path ({summary['path_ended']}):")
-    folds = f"   {summary['cv']['folds']} folds: {metric}, mean units" if pooled else ""
+    repeats = f"{summary['cv']['repeats']} x " if pooled and "repeats" in summary["cv"] else ""
+    folds = f"   {repeats}{summary['cv']['folds']} folds: {metric}, mean units" if pooled else ""
     print(f"     {'lambda':>9}  {'units':<14} {'params':>6}  validation {metric}{folds}")
     for record in summary["path"]:
         units = "-".join(str(count) for count in [record["units"]["inputs"],

@@ -27,7 +27,7 @@ import numpy as np
 from common.adaptive import kernel_regularizers, set_adaptive_weights
 from common.batches import count_epoch_steps
 from common.crossval import FoldPaths, choice_records, cv_records
-from common.data import Dataset, fold_datasets
+from common.data import Dataset, fold_datasets, repeated_folds
 from common.engine import XLA_FOLD_STEPS
 from common.path import base_strength, carry_lambda, finish_path, lambda_grid, run_path
 
@@ -42,7 +42,8 @@ class PathSettings:
     after `patience`), `adaptive` (gamma of the adaptive group Lasso, or None) and `settle`
     (a point ends early once its units and objective have settled to this relative change
     over one compiled call, common.crossval.point_settled; None: every point trains
-    `point_epochs`)."""
+    `point_epochs`) and `repeats` (with `folds`: repeated cross-validation, that many cuts
+    into `folds` folds, common.data.repeated_folds; the fold-steps grow as many times)."""
     group_strength: float
     l1: float = 0.0
     lambdas: list | None = None
@@ -59,6 +60,7 @@ class PathSettings:
     patience: int | None = None
     adaptive: float | None = None
     settle: float | None = None
+    repeats: int = 1
 
 
 def run_search(model, data, template, settings, points, timing, show=None, on_point=None,
@@ -79,6 +81,11 @@ def run_search(model, data, template, settings, points, timing, show=None, on_po
         print(f"cross-validation: folds 2 to {settings.folds} ({len(others[0].x_train)} rows "
               f"each, scored on {len(others[0].x_val)}) train beside the run's own, "
               "together", file=sys.stderr, flush=True)
+        for repeat in range(1, settings.repeats):
+            others += repeated_folds(data, settings.folds, settings.seed, repeat)
+        if settings.repeats > 1:
+            print(f"repeated: {settings.repeats - 1} more cuts into {settings.folds} folds "
+                  "train beside them", file=sys.stderr, flush=True)
     start_weights = model.get_weights()
     num_points = len(settings.lambdas or ()) or settings.points
     steps = count_epoch_steps(len(data.x_train), settings.batch_size)
@@ -149,7 +156,8 @@ def run_search(model, data, template, settings, points, timing, show=None, on_po
     def pooled_losses():
         if not others:
             return None
-        return [record["val_loss"] for record in cv_records(data.task, [*folds, *parts])]
+        return [record["val_loss"]
+                for record in cv_records(data.task, [*folds, *parts], settings.repeats)]
 
     ended = run_path(points, lambdas, train_point, shown, pooled_losses)
     return ended, folds + parts
@@ -187,10 +195,11 @@ def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
     data = arrays_dataset(x, y, task, val_fraction, settings.seed)
     points = []
     ended, folds = run_search(model, data, template, settings, points, [0.0, 0])
-    pooled = bool(settings.folds) and len(folds) == settings.folds
-    records = choice_records(task, folds, rule, pooled)
+    pooled = bool(settings.folds) and len(folds) == settings.folds * settings.repeats
+    records = choice_records(task, folds, rule, pooled, settings.repeats)
     chosen = finish_path(model, points, task, ended, settings.point_epochs, rule, max_units,
-                         records, settings.folds if pooled else None, tolerance)
+                         records, cv_label(settings.folds, settings.repeats) if pooled else None,
+                         tolerance)
     if chosen["selected"] is None:
         raise RuntimeError(f"the path trained no point: {ended}")
     carry_lambda(model, chosen["selected"]["lambda"] / base_strength(settings.group_strength,
@@ -198,6 +207,11 @@ def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
     pruned, report = prune_model(model, settings.threshold, data.feature_names)
     return PathChoice(records or chosen["path"], chosen["selected"], chosen["path"], ended,
                       model, pruned, report)
+
+
+def cv_label(folds, repeats):
+    """How the choice names its cross-validation: "5" (5-fold), "2 x 5" (repeated)."""
+    return f"{repeats} x {folds}" if repeats > 1 else folds
 
 
 def arrays_dataset(x, y, task, val_fraction, seed):

@@ -11,7 +11,7 @@ from common.adaptive import kernel_regularizers, set_adaptive_weights
 from common.crossval import choice_records, cv_records
 from common.model import build_model, make_optimizer, make_regularizer
 from common.path import attach_scale, base_strength, carry_lambda, finish_path, path_epochs
-from common.search import PathSettings, run_search
+from common.search import PathSettings, cv_label, run_search
 
 
 def regularizer_of(config):
@@ -39,6 +39,7 @@ class PathRun:
         self.points, self.ended, self.stages = [], "not started", {}
         self.timing = [0.0, 0]  # the engine's seconds and steps, the calls that traced left out
         self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
+        self.settings = None  # the path's PathSettings, once it runs
         self.scale = attach_scale(model) if config.path else None
         num_points = len(config.path_lambdas or ()) or config.path_points
         # Epochs per point, and the strength a path lambda replaces.
@@ -78,7 +79,7 @@ class PathRun:
         --cv the other folds train beside it, from the same initial weights, the dense
         networks first, then each lambda on every fold before the next."""
         config = self.config
-        settings = PathSettings(
+        self.settings = settings = PathSettings(
             group_strength=config.group_strength, l1=config.l1,
             lambdas=config.path_lambdas, points=config.path_points, folds=config.cv,
             epochs=config.epochs, point_epochs=self.point_epochs, lr=config.lr,
@@ -108,20 +109,23 @@ class PathRun:
         if not self.config.path:
             return stages
         cv, pooled, rule = {}, False, self.config.select
+        repeats = self.settings.repeats if self.settings is not None else 1
         if self.config.cv:
             done = len(self.folds)
-            pooled = done == self.config.cv
+            pooled = done == self.config.cv * repeats
             cv = {"cv": {"folds": self.config.cv, "folds_done": done,
                          "fold_rows": [rows for _, rows in self.folds]}}
+            if repeats > 1:
+                cv["cv"]["repeats"] = repeats
             if not pooled:  # interrupted (or the path diverged): its own validation split chooses
                 cv["cv"]["note"] = "not every fold finished: chosen on the run's own split"
-        chosen_from = choice_records(self.data.task, self.folds, rule, pooled)
+        chosen_from = choice_records(self.data.task, self.folds, rule, pooled, repeats)
         if pooled:  # the folds' pooled records, computed once
-            cv["cv"]["records"] = (cv_records(self.data.task, self.folds) if rule == "units"
-                                   else chosen_from)
+            cv["cv"]["records"] = (cv_records(self.data.task, self.folds, repeats)
+                                   if rule == "units" else chosen_from)
         chosen = finish_path(self.model, self.points, self.data.task, self.ended,
                              self.point_epochs, rule, self.config.max_units, chosen_from,
-                             self.config.cv if pooled else None)
+                             cv_label(self.config.cv, repeats) if pooled else None)
         if chosen["selected"] is not None and self.scale is not None:
             # The model carries the penalty it was chosen with (saved with --save-model).
             carry_lambda(self.model, chosen["selected"]["lambda"] / self.base)

@@ -8,8 +8,8 @@ import pytest
 import demo_keras
 import demo_tensorflow
 from common.config import parse_config
-from common.crossval import budget_records, pooled
-from common.data import DataError, fold_datasets, load_dataset
+from common.crossval import budget_records, pooled, pooled_repeats
+from common.data import DataError, fold_datasets, load_dataset, repeated_folds
 from common.path import PathPoint, select_point
 from tests.helpers import read_scalars
 
@@ -114,6 +114,49 @@ def test_a_unit_budget_whose_size_returns_later_keeps_the_first_point_there():
 
 @pytest.mark.slow
 @pytest.mark.tensorflow_only  # the rule reads records; choose_lambda on JAX: test_readme.py
+def test_repeated_pooling_is_all_rows_metric_with_one_repeats_standard_error():
+    """Two cuts of the same 300 rows into 3 folds: the metric is that of all 600 scores (for
+    RMSE the root of their mean squared error), the SE the mean of each cut's own SE over its
+    300 rows, in NumPy, not the smaller SE of 600 independent rows."""
+    rng = np.random.default_rng(1)
+    squared = rng.gamma(2.0, 1.5, 300) ** 2
+    cuts = [np.array_split(rng.permutation(squared), 3) for _ in range(2)]
+    cuts[1] = [part * 1.3 for part in cuts[1]]  # the second cut's networks err more
+    scores = [(*numpy_rmse_and_se(part), len(part)) for cut in cuts for part in cut]
+    rmse, se = pooled_repeats("regression", scores, repeats=2)
+    everything = np.concatenate([np.concatenate(cut) for cut in cuts])
+    assert rmse == pytest.approx(np.sqrt(everything.mean()), rel=1e-12)
+    assert se == pytest.approx(np.mean([numpy_rmse_and_se(np.concatenate(cut))[1]
+                                        for cut in cuts]), rel=1e-9)
+    assert se > numpy_rmse_and_se(everything)[1] * 1.2  # not 600 independent rows
+    assert pooled_repeats("regression", scores[:3]) == pooled("regression", scores[:3])
+    hits = [rng.random(size) < 0.9 for size in (100, 100, 101, 100, 100, 101)]
+    accuracy, se = pooled_repeats("classification", [(h.mean(), None, len(h)) for h in hits], 2)
+    assert accuracy == pytest.approx(np.concatenate(hits).mean(), rel=1e-12)
+    first, second = np.concatenate(hits[:3]), np.concatenate(hits[3:])
+    assert se == pytest.approx(np.mean([np.sqrt(h.mean() * (1 - h.mean()) / len(h))
+                                        for h in (first, second)]), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["boston", "digits"])
+def test_a_repeat_cuts_every_training_and_validation_row_into_new_folds(name):
+    data = load_dataset(name, seed=3, val_fraction=1 / 5)
+    everything = rows_of(np.concatenate([data.x_train, data.x_val]))
+    first = [rows_of(data.x_val)] + [rows_of(fold.x_val) for fold in fold_datasets(data, 5, 3)]
+    repeat = repeated_folds(data, 5, seed=3, repeat=1)
+    held_out = [rows_of(fold.x_val) for fold in repeat]
+    assert len(repeat) == 5 and sum(map(len, held_out)) == len(everything)
+    assert set().union(*held_out) == everything
+    assert all(part not in first for part in held_out)  # another cut than the first
+    assert [rows_of(fold.x_val) for fold in repeated_folds(data, 5, 3, 2)] != held_out
+    for fold in repeat:
+        assert rows_of(fold.x_train) == everything - rows_of(fold.x_val)
+        assert fold.x_test is None and len(fold.x_val) == len(fold.y_val)
+        assert rows_of(fold.x_train).isdisjoint(rows_of(data.x_test))
+        if data.task == "classification":
+            assert set(np.unique(fold.y_val)) == set(np.unique(data.y_train))
+
+
 def test_choose_lambda_by_unit_budgets_keeps_the_runs_own_first_point_of_the_chosen_size(boston):
     import keras
 
@@ -137,6 +180,26 @@ def test_choose_lambda_by_unit_budgets_keeps_the_runs_own_first_point_of_the_cho
     first = next(point for point in found.path if point["total_units"] <= size)
     assert found.selected["index"] == first["index"]
     assert len(found.report.kept_inputs) == first["units"]["inputs"]
+
+
+def test_choose_lambda_by_repeated_cross_validation_pools_every_cut(boston):
+    import keras
+
+    from common import GroupSparse, choose_lambda
+
+    def build():
+        return keras.Sequential([
+            keras.Input((13,)),
+            keras.layers.Dense(8, "relu", kernel_regularizer=GroupSparse(1e-3, proximal=True)),
+            keras.layers.Dense(1, kernel_regularizer=GroupSparse(1e-3, proximal=True))])
+
+    found = choose_lambda(build, boston.x_train, boston.y_train, folds=2, repeats=2, points=3,
+                          epochs=60, point_epochs=60)
+    assert found.selected["rule"] == "1se, 2 x 2-fold cross-validation"
+    for record, own in zip(found.records, found.path):
+        assert len(record["fold_val_metrics"]) == 4  # two cuts of two folds
+        assert record["fold_val_metrics"][0] == own["val_metric"]
+    assert found.selected["index"] == select_point(found.records, "regression")[0]
 
 
 def check_cross_validated_choice(summary, folds):
