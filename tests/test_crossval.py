@@ -112,8 +112,6 @@ def test_a_unit_budget_whose_size_returns_later_keeps_the_first_point_there():
     assert records[-1]["val_metric"] == pytest.approx(3.2) and records[0]["val_se"] > 0
 
 
-@pytest.mark.slow
-@pytest.mark.tensorflow_only  # the rule reads records; choose_lambda on JAX: test_readme.py
 def test_repeated_pooling_is_all_rows_metric_with_one_repeats_standard_error():
     """Two cuts of the same 300 rows into 3 folds: the metric is that of all 600 scores (for
     RMSE the root of their mean squared error), the SE the mean of each cut's own SE over its
@@ -157,6 +155,8 @@ def test_a_repeat_cuts_every_training_and_validation_row_into_new_folds(name):
             assert set(np.unique(fold.y_val)) == set(np.unique(data.y_train))
 
 
+@pytest.mark.slow
+@pytest.mark.tensorflow_only  # the rule reads records; choose_lambda on JAX: test_readme.py
 def test_choose_lambda_by_unit_budgets_keeps_the_runs_own_first_point_of_the_chosen_size(boston):
     import keras
 
