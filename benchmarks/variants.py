@@ -1,7 +1,7 @@
 """#30's variants of `--preset compact`: which one keeps the smallest network, on validation.
 
     python benchmarks/variants.py preset units           # Boston, seeds 0-4: about 4 minutes each
-    python benchmarks/variants.py preset units --digits  # DIGITS' setup instead (8 min a variant)
+    python benchmarks/variants.py preset units --digits  # DIGITS' setup instead (13 min a variant)
     python benchmarks/variants.py --list
 
 Each variant is the preset plus a few flags (VARIANTS), run as a user runs it
@@ -44,7 +44,7 @@ VARIANTS = {  # flags after the preset's, and the library's selection rules (RUN
     # still ending once settled.
     "7500 epochs a point": (["--path-epochs", "7500"], {}),
     # Repeated cross-validation: a second cut into 5 folds beside the first
-    # (common.data.repeated_folds; the pooled SE is one cut's, crossval.pooled_repeats).
+    # (common.data.repeated_folds; the pooled SE is the cuts' mean, crossval.pooled_repeats).
     "2 x 5 folds": ([], {"repeats": 2}),
 }
 # The TF demo as a script, with the library's options the demos do not offer: --select also

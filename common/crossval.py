@@ -6,8 +6,8 @@ One validation split of Boston holds 76 rows, and the 1-SE rule on so few rows i
 the same settings chose 9 units on one seed and 39 on another. With --cv K the training
 rows are cut into K folds (the run's own validation split, 1/K of them, is the first), and
 the same lambdas are trained on each fold from the same initial weights, each fold scored
-on its own held-out rows. Every training row is then scored exactly once at each lambda,
-and `cv_records` pools the folds' scores into one metric per lambda with the same per-row
+on its own held-out rows. Every training row is then scored exactly once at each lambda
+(R times with the library's repeated cross-validation, `repeats`), and `cv_records` pools the folds' scores into one metric per lambda with the same per-row
 standard error as a single split, over K times the rows. The 1-SE rule (or --select /
 --max-units) runs on the pooled records; the network kept is the run's own at the chosen
 lambda. The test split is never read here.
@@ -99,7 +99,7 @@ class FoldPaths:
             broken = [fold for fold, records in enumerate(self.records) if not finite([records])]
             if broken:
                 return "diverged" if broken[0] == 0 else \
-                    f"cross-validation fold {broken[0] + 1} diverged"
+                    f"cross-validation fold {broken[0] + 1} of {len(self.folds)} diverged"
         for fold_points, point in zip(self.points, self._measure(index, lam)):
             fold_points.append(point)
         return None
@@ -250,7 +250,8 @@ def cv_records(task, folds, repeats=1):
             "params": float(np.mean([point.params for point, _ in points])),
             "val_loss": float(np.sum([point.val_loss * rows for point, rows in points]) / total),
             "fold_total_units": [point.total_units for point, _ in points],
-            "fold_val_metrics": [point.val_metric for point, _ in points]})
+            "fold_val_metrics": [point.val_metric for point, _ in points],
+            "fold_val_ses": [point.val_se for point, _ in points]})
     return records
 
 

@@ -235,7 +235,7 @@ def finish_path(model, points, task, ended, epochs_per_point, rule="1se", max_un
     `rule`, `max_units`, `tolerance`: select_point's; `chosen_from`: the records to choose
     among instead of the points' own (common.crossval.choice_records: the pooled records of
     `folds`-fold cross-validation, or unit budgets; each names the point it keeps by
-    `index`)."""
+    `index`). `folds` names the cross-validation in the rule: 5, or "2 x 5" repeated."""
     records = [point.as_dict() for point in points]
     if not records:
         return {"path": [], "path_ended": ended, "selected": None}

@@ -59,7 +59,7 @@ def plot_path(records, selected, path, metric, title, pooled=None, task="regress
         units_axis.plot(lambdas, counts, "o-", label=name)
     if selected is not None:
         chosen = (pooled or records)[selected["index"]]
-        if selected["rule"] == "1se":
+        if selected["rule"].split(",")[0] == "1se":  # "1se, 5-fold cross-validation" too
             metric_axis.axhline(one_se_bound(pooled or records, task), color="red",
                                 linestyle="--", linewidth=0.8,
                                 label="best + 1 SE: the fewest units under it win")

@@ -8,7 +8,8 @@
 (proximal=True for exact zeros); their strengths are the base a path lambda scales (the
 largest one becomes lambda, the others keep their ratio to it). `choose_lambda` carves a
 validation split from (x, y), trains the dense network and the path on it and, with
-`folds`, on K - 1 more folds beside it (common.engine, one compiled computation), picks a
+`folds`, on K - 1 more folds beside it (and with `repeats`, R - 1 more cuts into K folds;
+common.engine, one compiled computation), picks a
 point by the 1-SE rule (or `rule="min"`, `"units"`, `max_units`, `tolerance`: see
 common.path.select_point) on the pooled validation scores and returns the chosen network
 and its pruned copy. It reads no test split: keep yours apart and evaluate `found.pruned`
@@ -61,6 +62,11 @@ class PathSettings:
     adaptive: float | None = None
     settle: float | None = None
     repeats: int = 1
+
+    def __post_init__(self):
+        if self.repeats < 1 or (self.repeats > 1 and not self.folds):
+            raise ValueError(f"repeats must be 1, or more with folds (repeated cross-validation), "
+                             f"got repeats={self.repeats} with folds={self.folds}")
 
 
 def run_search(model, data, template, settings, points, timing, show=None, on_point=None,
@@ -118,8 +124,8 @@ def run_search(model, data, template, settings, points, timing, show=None, on_po
     if 0 in broken:  # the run's own dense network diverged (the records shown say so)
         return "diverged", [(points, len(data.x_val))]
     if broken:  # another fold's dense network diverged: the run's own split chooses
-        print(f"cross-validation fold {broken[0] + 1}'s dense network diverged: the "
-              "run's own validation split chooses", file=sys.stderr)
+        print(f"cross-validation fold {broken[0] + 1} of {len(others) + 1}'s dense network "
+              "diverged: the run's own validation split chooses", file=sys.stderr)
         others, trained = [], search.trainer
         search = start([data])
         search.trainer.set_weights(0, trained.weights(0))
@@ -179,11 +185,13 @@ class PathChoice:
     report: object
 
 
-def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
+def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
                   max_units=None, tolerance=None, **settings):
     """The lambda path of the network `build()` makes, on rows (x, y), and the network it
-    chooses (see the module's docstring). `settings`: PathSettings' fields but the
-    strengths, which come from the network's GroupSparse regularizers. Returns PathChoice."""
+    chooses (see the module's docstring). `val_fraction`: the share of the rows held out
+    (None: 1/folds with `folds`, as the demos' --cv, else 0.2). `settings`: PathSettings'
+    fields but the strengths, which come from the network's GroupSparse regularizers.
+    Returns PathChoice."""
     from common.pruning import prune_model
 
     model, template = build(), build()
@@ -192,6 +200,8 @@ def choose_lambda(build, x, y, task="regression", val_fraction=0.2, rule="1se",
         raise ValueError("the network has no GroupSparse kernel regularizer for lambda to scale")
     settings = PathSettings(group_strength=max(r.group_strength for r in regularizers),
                             l1=max(r.l1 for r in regularizers), **settings)
+    if val_fraction is None:  # the run's own split is one fold: 1/K of the rows, as --cv K
+        val_fraction = 1 / settings.folds if settings.folds else 0.2
     data = arrays_dataset(x, y, task, val_fraction, settings.seed)
     points = []
     ended, folds = run_search(model, data, template, settings, points, [0.0, 0])

@@ -240,6 +240,46 @@ def test_both_demos_choose_on_the_pooled_folds(tmp_path, demo):
 
 
 @pytest.mark.slow
+def test_a_demo_with_repeated_folds_pools_each_cut_in_turn(tmp_path, monkeypatch, capsys):
+    """The library's repeats in a demo run (as benchmarks/variants.py patches it in): the run's
+    own 2 folds first, then a second cut's 2; each cut's held-out rows are all the training
+    rows; each record's SE is the mean of the two cuts' own pooled SEs (from the folds'
+    metrics, SEs and rows), its metric that of all four folds; run.json and the table say 2 x."""
+    import functools
+
+    import common.search
+    import common.stages
+
+    monkeypatch.setattr(common.stages, "PathSettings",
+                        functools.partial(common.search.PathSettings, repeats=2))
+    summary = demo_keras.main(["--path", "--cv", "2", "--epochs", "40", "--path-epochs", "20",
+                               "--path-points", "2", "--no-show", "--logdir", str(tmp_path)])
+    cv = summary["cv"]
+    assert cv["repeats"] == 2 and cv["folds"] == 2 and cv["folds_done"] == 4
+    rows = np.asarray(cv["fold_rows"], np.float64)
+    assert rows[:2].sum() == rows[2:].sum() == rows[0] + rows[1]
+    assert summary["selected"]["rule"] == "1se, 2 x 2-fold cross-validation"
+    assert "2 x 2 folds: rmse" in capsys.readouterr().out
+    for record in cv["records"]:
+        metrics = np.asarray(record["fold_val_metrics"], np.float64)
+        ses = np.asarray(record["fold_val_ses"], np.float64)
+        assert record["val_metric"] == pytest.approx(
+            np.sqrt(np.sum(rows * metrics ** 2) / rows.sum()), rel=1e-9)
+        cut_ses = [pooled("regression", list(zip(metrics[cut], ses[cut], rows[cut])))[1]
+                   for cut in (slice(0, 2), slice(2, 4))]  # pooled: checked on rows above
+        assert record["val_se"] == pytest.approx(np.mean(cut_ses), rel=1e-9)
+
+
+def test_repeats_need_folds_and_are_at_least_one():
+    from common.search import PathSettings
+
+    for repeats, folds in [(0, 5), (2, None)]:
+        with pytest.raises(ValueError, match="repeats"):
+            PathSettings(group_strength=1e-3, folds=folds, repeats=repeats)
+    assert PathSettings(group_strength=1e-3, folds=5, repeats=2).repeats == 2
+
+
+@pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
     from tests.helpers import WatchedDataset
