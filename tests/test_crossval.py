@@ -155,20 +155,24 @@ def test_a_repeat_cuts_every_training_and_validation_row_into_new_folds(name):
             assert set(np.unique(fold.y_val)) == set(np.unique(data.y_train))
 
 
+def one_hidden_layer(width):
+    """A 13-width-1 network builder for choose_lambda, GroupSparse on both kernels."""
+    import keras
+
+    from common import GroupSparse
+
+    return lambda: keras.Sequential([
+        keras.Input((13,)),
+        keras.layers.Dense(width, "relu", kernel_regularizer=GroupSparse(1e-3, proximal=True)),
+        keras.layers.Dense(1, kernel_regularizer=GroupSparse(1e-3, proximal=True))])
+
+
 @pytest.mark.slow
 @pytest.mark.tensorflow_only  # the rule reads records; choose_lambda on JAX: test_readme.py
 def test_choose_lambda_by_unit_budgets_keeps_the_runs_own_first_point_of_the_chosen_size(boston):
-    import keras
+    from common import choose_lambda
 
-    from common import GroupSparse, choose_lambda
-
-    def build():
-        return keras.Sequential([
-            keras.Input((13,)),
-            keras.layers.Dense(10, "relu", kernel_regularizer=GroupSparse(1e-3, proximal=True)),
-            keras.layers.Dense(1, kernel_regularizer=GroupSparse(1e-3, proximal=True))])
-
-    found = choose_lambda(build, boston.x_train, boston.y_train, rule="units", folds=2,
+    found = choose_lambda(one_hidden_layer(10), boston.x_train, boston.y_train, rule="units", folds=2,
                           points=4, epochs=100, point_epochs=100)
     assert found.selected["rule"] == "units, 2-fold cross-validation"
     sizes = [record["total_units"] for record in found.records]  # the budgets, largest first
@@ -183,17 +187,9 @@ def test_choose_lambda_by_unit_budgets_keeps_the_runs_own_first_point_of_the_cho
 
 
 def test_choose_lambda_by_repeated_cross_validation_pools_every_cut(boston):
-    import keras
+    from common import choose_lambda
 
-    from common import GroupSparse, choose_lambda
-
-    def build():
-        return keras.Sequential([
-            keras.Input((13,)),
-            keras.layers.Dense(8, "relu", kernel_regularizer=GroupSparse(1e-3, proximal=True)),
-            keras.layers.Dense(1, kernel_regularizer=GroupSparse(1e-3, proximal=True))])
-
-    found = choose_lambda(build, boston.x_train, boston.y_train, folds=2, repeats=2, points=3,
+    found = choose_lambda(one_hidden_layer(8), boston.x_train, boston.y_train, folds=2, repeats=2, points=3,
                           epochs=60, point_epochs=60)
     assert found.selected["rule"] == "1se, 2 x 2-fold cross-validation"
     for record, own in zip(found.records, found.path):
