@@ -6,11 +6,12 @@ One validation split of Boston holds 76 rows, and the 1-SE rule on so few rows i
 the same settings chose 9 units on one seed and 39 on another. With --cv K the training
 rows are cut into K folds (the run's own validation split, 1/K of them, is the first), and
 the same lambdas are trained on each fold from the same initial weights, each fold scored
-on its own held-out rows. Every training row is then scored exactly once at each lambda
-(R times with the library's repeated cross-validation, `repeats`), and `cv_records` pools the folds' scores into one metric per lambda with the same per-row
-standard error as a single split, over K times the rows. The 1-SE rule (or --select /
---max-units) runs on the pooled records; the network kept is the run's own at the chosen
-lambda. The test split is never read here.
+on its own held-out rows. Every training row is then scored exactly once at each lambda (R
+times with the library's repeated cross-validation, `repeats`), and `cv_records` pools the
+folds' scores into one metric per lambda with the same per-row standard error as a single
+split, over K times the rows. The 1-SE rule (or --select / --max-units) runs on the pooled
+records; the network kept is the run's own at the chosen lambda. The test split is never
+read here.
 
 `FoldPaths` trains the path's folds together, whichever demo runs: the run's own network
 (fold 0) and the other K - 1, dense stage included, all K in one compiled computation

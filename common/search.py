@@ -9,11 +9,10 @@
 largest one becomes lambda, the others keep their ratio to it). `choose_lambda` carves a
 validation split from (x, y), trains the dense network and the path on it and, with
 `folds`, on K - 1 more folds beside it (and with `repeats`, R - 1 more cuts into K folds;
-common.engine, one compiled computation), picks a
-point by the 1-SE rule (or `rule="min"`, `"units"`, `max_units`, `tolerance`: see
-common.path.select_point) on the pooled validation scores and returns the chosen network
-and its pruned copy. It reads no test split: keep yours apart and evaluate `found.pruned`
-on it once, afterwards.
+common.engine, one compiled computation), picks a point by the 1-SE rule (or `rule="min"`,
+`"units"`, `max_units`, `tolerance`: see common.path.select_point) on the pooled validation
+scores and returns the chosen network and its pruned copy. It reads no test split: keep
+yours apart and evaluate `found.pruned` on it once, afterwards.
 
 `run_search` is the search itself, which the demos' run skeleton (common.stages.PathRun)
 calls with its hooks (show the records, keep each point, check for signals); it writes no
