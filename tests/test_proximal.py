@@ -310,3 +310,27 @@ def test_a_file_saved_with_the_old_optimizer_state_loads_with_a_note(boston):
     model.fit(x, 2 * x[:, :1], epochs=2, verbose=0)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 5
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_a_file_saved_before_common_became_sub_packages_loads(boston):
+    """tests/data/saved_before_the_move.keras was written by `demo_keras.py --solver proximal
+    --epochs 30 --save-model` when common/ was flat (its config names common.penalties and
+    common.proximal_optimizer). It loads with GroupSparse on every kernel and the proximal
+    optimizer, and predicts what a NumPy forward pass of its weights predicts."""
+    model = keras.saving.load_model("tests/data/saved_before_the_move.keras")
+    kernels = [layer for layer in model.layers if hasattr(layer, "kernel")]
+    assert len(kernels) == 3
+    for layer in kernels:
+        assert isinstance(layer.kernel_regularizer, GroupSparse)
+        assert layer.kernel_regularizer.proximal
+        assert layer.kernel_regularizer.group_strength == pytest.approx(1e-3)
+    assert isinstance(model.optimizer, ProximalOptimizer)
+    x = boston.x_test[:16]
+    expected = np.asarray(x, np.float64)
+    for index, layer in enumerate(kernels):
+        kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+        expected = expected @ kernel + bias
+        if index < len(kernels) - 1:
+            expected = np.maximum(expected, 0.0)
+    got = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
