@@ -20,8 +20,8 @@ from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.backend import import_keras_quietly
-from common.config import load_or_exit, parse_config
-from common.files import exit_on_output_error
+from common.run.config import load_or_exit, parse_config
+from common.outputs.files import exit_on_output_error
 
 DEMO = "keras"
 
@@ -42,19 +42,19 @@ def main(argv=None, on_progress=None):
 def train(config, data, on_progress=None):
     import keras
 
-    from common.batches import LOOP
-    from common.events import EventWriter
-    from common.fitting import IndexBatches, fit_in_chunks
-    from common.model import loss_name
-    from common.monitor import UnitHistory
-    from common.run import Run
+    from common.training.batches import LOOP
+    from common.outputs.events import EventWriter
+    from common.training.fitting import IndexBatches, fit_in_chunks
+    from common.training.model import loss_name
+    from common.training.monitor import UnitHistory
+    from common.run.skeleton import Run
 
     # The seed, the strategy, the run folder, and the model: ReLU hidden layers, every kernel
-    # carrying the GroupSparse penalty as its kernel_regularizer (common.run). With --solver
+    # carrying the GroupSparse penalty as its kernel_regularizer (common.run.skeleton). With --solver
     # proximal the penalty is not in the loss: the optimizer applies it exactly.
     run = Run(DEMO, config, data, on_progress, unit="epoch")
     model, strategy, replicas = run.model, run.strategy, run.strategy.num_replicas_in_sync
-    # The batches by row index, the same rows per step on every backend (common.batches).
+    # The batches by row index, the same rows per step on every backend (common.training.batches).
     # Under a strategy each replica gets its piece of every global batch; Keras' fit divides
     # each replica's loss, the penalty included, by the number of replicas.
     batches = IndexBatches(data.x_train, data.y_train, config.batch_size, config.seed, (LOOP,),
@@ -93,7 +93,7 @@ def train(config, data, on_progress=None):
                                  events.callback()])
         return not diverged()
 
-    def show(records):  # --path: steps trained by common/engine.py, the model now at their end
+    def show(records):  # --path: steps trained by common/search/engine.py, the model now at their end
         history.add_steps(records)
         history.on_epoch_end(None)  # the evaluation, at the point's end
         events.write_new_records()
@@ -115,9 +115,9 @@ def train(config, data, on_progress=None):
 def outputs(run, records, loss):
     """The picture and the numbers behind it, whatever the status (nothing done is lost), the
     path's table and picture, the kernels as heatmaps, and --save-model's file."""
-    from common.data import metric_name
-    from common.path_outputs import path_files
-    from common.pictures import plot_kernels
+    from common.data.datasets import metric_name
+    from common.outputs.path_outputs import path_files
+    from common.outputs.pictures import plot_kernels
 
     config, data, model, status = run.config, run.data, run.model, run.outcome.status
     files = [(run.run_dir / "history.png", lambda file: history_picture(run, records, file)),
@@ -139,7 +139,7 @@ def write_history_csv(records, path, split="test"):
     where evaluated."""
     import csv
 
-    from common.counting import unit_names
+    from common.shrink.counting import unit_names
 
     layers = unit_names(len(records["units"][0])) if records["units"] else []
     test = dict(zip(records["test_epoch"], records["test"]))
@@ -158,7 +158,7 @@ def write_history_csv(records, path, split="test"):
 
 def history_picture(run, records, path):
     """history.png: the title says what was trained (a path: its points and the choice)."""
-    from common.pictures import plot_history
+    from common.outputs.pictures import plot_history
 
     config, data = run.config, run.data
     shape = f"{data.num_features}-{'-'.join(map(str, config.hidden))}-{data.num_outputs}"
@@ -196,6 +196,6 @@ def show_if_possible(config):
 
 
 if __name__ == "__main__":
-    from common.lifecycle import run_as_script
+    from common.run.lifecycle import run_as_script
 
     sys.exit(run_as_script(main))  # the run's exit code; a closed pipe loses nothing

@@ -5,7 +5,7 @@ housing data, with a group Lasso penalty on every unit's outgoing weights. Whole
 the kernels go to zero during training, and the number of active units (`neurons`) falls.
 
     python demo_tensorflow.py                      # the original run: 1500 full-batch steps
-    python demo_tensorflow.py --solver proximal    # exact zeros (common/proximal.py)
+    python demo_tensorflow.py --solver proximal    # exact zeros (common/penalty/proximal.py)
     python demo_tensorflow.py --strategy mirrored  # every GPU of this machine
     python demo_tensorflow.py --help               # every flag (shared with demo_keras.py)
     tensorboard --logdir summaries                 # then open http://localhost:6006
@@ -18,9 +18,9 @@ import sys
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.backend import import_tensorflow_quietly, use_tensorflow_backend
-from common.config import load_or_exit, parse_config
-from common.distribute import meet_workers_or_exit
-from common.files import exit_on_output_error
+from common.run.config import load_or_exit, parse_config
+from common.run.rendezvous import meet_workers_or_exit
+from common.outputs.files import exit_on_output_error
 
 DEMO = "tensorflow"
 
@@ -33,7 +33,7 @@ def main(argv=None, on_progress=None, per_step_records=True):
     `per_step_records` False leaves out each step's unit count and scalars (the benchmark's
     bare loop). Bad input
     exits with code 2 and one sentence; the exit code of a run is its status's
-    (common.lifecycle.EXIT_CODES).
+    (common.run.lifecycle.EXIT_CODES).
     """
     use_tensorflow_backend()  # TensorFlow by design, whatever KERAS_BACKEND says
     config = parse_config(argv, DEMO)
@@ -48,14 +48,14 @@ def main(argv=None, on_progress=None, per_step_records=True):
 def train(config, data, on_progress=None, per_step_records=True):
     import tensorflow as tf
 
-    from common.batches import training_batches
-    from common.counting import active_counts, unit_kernels
-    from common.stepboard import StepBoard
-    from common.model import is_proximal, row_losses
-    from common.penalties import penalty_value
-    from common.run import Run
+    from common.training.batches import training_batches
+    from common.shrink.counting import active_counts, unit_kernels
+    from common.outputs.stepboard import StepBoard
+    from common.training.model import is_proximal, row_losses
+    from common.penalty.penalties import penalty_value
+    from common.run.skeleton import Run
 
-    # The seed, strategy, run folder, and model (common.run): every kernel carries GroupSparse;
+    # The seed, strategy, run folder, and model (common.run.skeleton): every kernel carries GroupSparse;
     # with --solver proximal it is not in the loss, the optimizer applies it exactly.
     run = Run(DEMO, config, data, on_progress)
     model, optimizer, strategy = run.model, run.optimizer, run.strategy
@@ -104,7 +104,7 @@ def train(config, data, on_progress=None, per_step_records=True):
                              lambda size: train_steps(tf.constant(size)),
                              lambda done, end: board.chunk(done, end, run.evaluate()))
 
-    def show(records):  # --path: steps trained by common/engine.py, the model now at their end
+    def show(records):  # --path: steps trained by common/search/engine.py, the model now at their end
         board.records(run.done, records, every=config.eval_every * per_epoch)
         board.chunk(run.done, run.done + len(records), run.evaluate())  # pictures when due
         run.shown(records)
@@ -122,6 +122,6 @@ def train(config, data, on_progress=None, per_step_records=True):
 
 
 if __name__ == "__main__":
-    from common.lifecycle import run_as_script
+    from common.run.lifecycle import run_as_script
 
     sys.exit(run_as_script(main))  # the run's exit code; a closed pipe loses nothing

@@ -70,7 +70,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    from common.data import load_dataset
+    from common.data.datasets import load_dataset
 
     rows = []
     for seed in range(args.seeds):

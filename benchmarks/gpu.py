@@ -31,7 +31,7 @@ VARIANTS = ("group_lasso", "proximal", "plain_l1")
 def load(case):
     import numpy as np
 
-    from common.data import load_dataset
+    from common.data.datasets import load_dataset
 
     if case != "wide":
         return load_dataset(case)
@@ -50,12 +50,12 @@ def measure(case, variant):
     import keras
     import numpy as np
 
-    from common.counting import count_active_units
-    from common.model import build_model, loss_name
-    from common.monitor import UnitHistory
-    from common.penalties import GroupSparse
-    from common.proximal_optimizer import ProximalOptimizer
-    from common.pruning import prune_model
+    from common.shrink.counting import count_active_units
+    from common.training.model import build_model, loss_name
+    from common.training.monitor import UnitHistory
+    from common.penalty.penalties import GroupSparse
+    from common.penalty.proximal_optimizer import ProximalOptimizer
+    from common.shrink.pruning import prune_model
 
     hidden, batch, every, calls = CASES[case]
     data = load(case)

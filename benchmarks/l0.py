@@ -1,4 +1,4 @@
-"""L0 gates on units (common.gates, Louizos et al. 2018) against the group Lasso preset, on
+"""L0 gates on units (benchmarks.gates, Louizos et al. 2018) against the group Lasso preset, on
 Boston, chosen as the preset chooses: 5-fold cross-validation, the 1-SE rule, test read once.
 
     python benchmarks/l0.py                 # seeds 0-4: about 8 minutes on 2 cores
@@ -9,10 +9,10 @@ inputs and both hidden layers gated). For each lambda of a geometric grid every 
 from the same initial weights: Adam on the weights (lr 1e-3) and on the gates' log_alpha
 (lr 1e-2, so a gate can close within the budget), full batch, STEPS steps of
     mean squared error + lambda * expected number of open gates,
-then the gates are folded into the Dense kernels (common.gates.fold_gates), the units
-counted, and the pruned network (common.pruning) scored on the fold's validation rows. The
-folds' scores are pooled per lambda (common.crossval.pooled) and the 1-SE rule picks
-(common.path.select_point); the run's own fold's pruned network at that lambda has its test
+then the gates are folded into the Dense kernels (benchmarks.gates.fold_gates), the units
+counted, and the pruned network (common.shrink.pruning) scored on the fold's validation rows. The
+folds' scores are pooled per lambda (common.search.crossval.pooled) and the 1-SE rule picks
+(common.search.path.select_point); the run's own fold's pruned network at that lambda has its test
 RMSE read once, then paired with the same seed's unregularized TF demo run. Written to
 latest.json under "variants" → "boston" → "l0 gates".
 """
@@ -46,7 +46,7 @@ def fold_trainer(fold, seed):
     import keras
     import tensorflow as tf
 
-    from common.gates import UnitGates, fold_gates, gates_l0
+    from benchmarks.gates import UnitGates, fold_gates, gates_l0
 
     keras.utils.set_random_seed(seed)
     layers = [keras.Input((fold.x_train.shape[1],))]
@@ -90,8 +90,8 @@ def fold_trainer(fold, seed):
 def pruned_score(plain, data, x, y):
     """The pruned network (rows at or under the threshold removed, as counted) and its
     (RMSE, SE) on rows (x, y)."""
-    from common.model import metric_and_standard_error
-    from common.pruning import prune_model
+    from common.training.model import metric_and_standard_error
+    from common.shrink.pruning import prune_model
 
     pruned, report = prune_model(plain, 1e-3, data.feature_names)
     predictions = pruned.predict(x[:, report.kept_inputs], verbose=0)
@@ -99,10 +99,10 @@ def pruned_score(plain, data, x, y):
 
 
 def seed_row(seed, plain_rmse):
-    from common.counting import count_active_units
-    from common.crossval import pooled
-    from common.data import fold_datasets, load_dataset
-    from common.path import select_point
+    from common.shrink.counting import count_active_units
+    from common.search.crossval import pooled
+    from common.data.datasets import fold_datasets, load_dataset
+    from common.search.path import select_point
 
     started = time.perf_counter()
     data = load_dataset("boston", seed, val_fraction=0.2)

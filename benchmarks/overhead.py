@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.config import Config
+from common.run.config import Config
 
 # hidden widths, batch size, epochs (full / quick / smoke); the Keras demo evaluates every
 # epoch at the wide size (its chunks are whole epochs, and the first one is not timed).
@@ -49,9 +49,9 @@ def plain_fit_l1_ms_per_step(data, config, every):
     no counting, history, evaluation or event files."""
     import keras
 
-    from common.batches import LOOP
-    from common.fitting import IndexBatches
-    from common.model import build_model, loss_name
+    from common.training.batches import LOOP
+    from common.training.fitting import IndexBatches
+    from common.training.model import build_model, loss_name
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(data, config.hidden, keras.regularizers.L1(1e-4))
@@ -81,8 +81,8 @@ def _without_eval_every(flags):
 def overhead(size, logdir):
     import demo_keras
     import demo_tensorflow
-    from common.batches import count_epoch_steps
-    from common.data import load_dataset
+    from common.training.batches import count_epoch_steps
+    from common.data.datasets import load_dataset
     from speed import plain_loop_ms_per_step
 
     mode_index = {"full": 0, "quick": 1, "smoke": 2}[size["name"]]

@@ -26,7 +26,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from common.data import load_dataset
+    from common.data.datasets import load_dataset
 
     data = load_dataset("boston", seed=0)
     keras.utils.set_random_seed(0)

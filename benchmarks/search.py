@@ -9,7 +9,7 @@ Three measurements, in one run on one machine:
   start to exit), against a default `python demo_tensorflow.py` measured in the same run;
 - what the preset chose (units, the pooled 1-SE pick, the test RMSE read once afterwards),
   paired with the same seed's unregularized network (the sparsity benchmark's baseline);
-- one path fold-step of common.engine (K = 5 Boston folds, proximal solver, records
+- one path fold-step of common.search.engine (K = 5 Boston folds, proximal solver, records
   included) against one step of the TF demo's `--solver proximal` loop, side by side.
 Writes the result into benchmarks/results/latest.json under "search".
 """
@@ -78,14 +78,14 @@ def fold_step(rounds=3, steps=2500):
     """Milliseconds per fold-step of the engine (5 Boston folds, proximal, at a lambda that
     removes units) and per step of the TF demo's proximal loop, alternating, medians."""
     from common.backend import import_tensorflow_quietly
-    from common.config import parse_config
+    from common.run.config import parse_config
 
     import_tensorflow_quietly()
     import demo_tensorflow
-    from common.data import fold_datasets, load_dataset
-    from common.engine import FoldTrainer
-    from common.model import build_model
-    from common.stages import regularizer_of
+    from common.data.datasets import fold_datasets, load_dataset
+    from common.search.engine import FoldTrainer
+    from common.training.model import build_model
+    from common.run.stages import regularizer_of
 
     config = parse_config(["--solver", "proximal"])
     data = load_dataset("boston", 0, val_fraction=0.2)

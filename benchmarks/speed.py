@@ -6,7 +6,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.config import Config
+from common.run.config import Config
 
 
 def plain_loop_ms_per_step(data, config):
@@ -14,8 +14,8 @@ def plain_loop_ms_per_step(data, config):
     import keras
     import tensorflow as tf
 
-    from common.batches import training_batches
-    from common.model import build_model, data_loss
+    from common.training.batches import training_batches
+    from common.training.model import build_model, data_loss
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(data, config.hidden)
@@ -53,9 +53,9 @@ def naive_keras_ms_per_step(data, config):
     in a callback every epoch."""
     import keras
 
-    from common.counting import count_active_units
-    from common.model import build_model, loss_name
-    from common.stages import regularizer_of
+    from common.shrink.counting import count_active_units
+    from common.training.model import build_model, loss_name
+    from common.run.stages import regularizer_of
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(data, config.hidden, regularizer_of(config))
@@ -99,7 +99,7 @@ def keras_demo_on(backend, flags):
 def speed(size, logdir):
     import demo_keras
     import demo_tensorflow
-    from common.data import load_dataset
+    from common.data.datasets import load_dataset
 
     data = load_dataset("boston")
     rounds, steps = size["rounds"], size["steps"]

@@ -31,12 +31,12 @@ from search import DIGITS, run_demo  # noqa: E402  (this folder: run as a script
 VARIANTS = {  # flags after the preset's, and the library's selection rules (RUNNER)
     "preset": ([], {}),
     # The 1-SE rule over network sizes, each fold's first point with at most B units
-    # (common.crossval.budget_records).
+    # (common.search.crossval.budget_records).
     "units": (["--select", "units"], {}),
     # Twice as many lambdas (a finer grid where layers collapse).
     "80 lambdas": (["--path-points", "80"], {}),
     # The fewest units within a relative tolerance of the dense network's pooled validation
-    # score (common.path.select_point): each data set's target allowance, Boston's RMSE ratio
+    # score (common.search.path.select_point): each data set's target allowance, Boston's RMSE ratio
     # 1.05 and DIGITS' 2 points of accuracy.
     "within 5%": ([], {"tolerance": 0.05}),
     "within 2%": ([], {"tolerance": 0.02}),
@@ -44,22 +44,22 @@ VARIANTS = {  # flags after the preset's, and the library's selection rules (RUN
     # still ending once settled.
     "7500 epochs a point": (["--path-epochs", "7500"], {}),
     # Repeated cross-validation: a second cut into 5 folds beside the first
-    # (common.data.repeated_folds; the pooled SE is the cuts' mean, crossval.pooled_repeats).
+    # (common.data.datasets.repeated_folds; the pooled SE is the cuts' mean, crossval.pooled_repeats).
     "2 x 5 folds": ([], {"repeats": 2}),
 }
 # The TF demo as a script, with the library's options the demos do not offer: --select also
 # takes "units", LIBRARY_RULE='{"tolerance": T}' gives select_point that tolerance, and
 # '{"repeats": R}' gives the path's PathSettings R cuts into folds.
 RUNNER = """import functools, json, os, runpy, sys
-import common.config, common.path, common.search, common.stages
-common.config.SELECTION_RULES = (*common.config.SELECTION_RULES, "units")
+import common.run.config, common.search.path, common.search.choose, common.run.stages
+common.run.config.SELECTION_RULES = (*common.run.config.SELECTION_RULES, "units")
 library = json.loads(os.environ.get("LIBRARY_RULE") or "{}")
 if "tolerance" in library:
-    select = common.path.select_point
-    common.path.select_point = lambda records, task, rule="1se", max_units=None, tolerance=None: \
+    select = common.search.path.select_point
+    common.search.path.select_point = lambda records, task, rule="1se", max_units=None, tolerance=None: \
         select(records, task, rule, max_units, library["tolerance"])
 if "repeats" in library:
-    common.stages.PathSettings = functools.partial(common.search.PathSettings,
+    common.run.stages.PathSettings = functools.partial(common.search.choose.PathSettings,
                                                    repeats=library["repeats"])
 sys.argv = ["demo_tensorflow.py", *sys.argv[1:]]
 runpy.run_path("demo_tensorflow.py", run_name="__main__")

@@ -1,6 +1,6 @@
 """What both demos share: data, the group sparse penalty, unit counting, pruning.
 
-Names are imported on first use, so `common.config` (the command line) loads without
+Names are imported on first use, so `common.run.config` (the command line) loads without
 TensorFlow and a typo is reported at once. The classes a saved model may name
 (GroupSparse, ProximalOptimizer) are registered with Keras as soon as both `common` and
 `keras` are imported, in either order, so `import common` is all that loading needs.
@@ -11,50 +11,27 @@ import importlib.abc
 import importlib.util
 import sys
 
-_EXPORTS = {
-    "Config": "common.config",
-    "parse_config": "common.config",
-    "load_dataset": "common.data",
-    "Dataset": "common.data",
-    "DataError": "common.data",
-    "group_lasso": "common.penalties",
-    "adaptive_weights": "common.penalties",
-    "sparse_group_lasso": "common.penalties",
-    "group_norms": "common.penalties",
-    "GroupSparse": "common.penalties",
-    "penalty_value": "common.penalties",
-    "ProximalOptimizer": "common.proximal_optimizer",
-    "prox_group_sparse": "common.proximal",
-    "count_active_units": "common.counting",
-    "active_counts": "common.counting",
-    "UnitCounts": "common.counting",
-    "UnitHistory": "common.monitor",
-    "StepRecorder": "common.monitor",
-    "build_model": "common.model",
-    "finetune": "common.fitting",
-    "prune_model": "common.pruning",
-    "choose_lambda": "common.search",
-    "PruneReport": "common.pruning",
-    "UnitGates": "common.gates",
-    "gates_l0": "common.gates",
-    "fold_gates": "common.gates",
+from common._exports import lazy_exports
+
+# The parts of common/, each a sub-package whose __init__ names its public API.
+_PARTS = {
+    "data": ["load_dataset", "Dataset", "DataError"],
+    "penalty": ["GroupSparse", "group_lasso", "sparse_group_lasso", "group_norms",
+                "adaptive_weights", "penalty_value", "prox_group_sparse", "ProximalOptimizer"],
+    "training": ["build_model", "UnitHistory", "StepRecorder", "finetune"],
+    "search": ["choose_lambda"],
+    "shrink": ["count_active_units", "active_counts", "UnitCounts", "prune_model",
+               "PruneReport"],
+    "run": ["Config", "parse_config"],
 }
+_EXPORTS = {name: part for part, names in _PARTS.items() for name in names}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'common' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 def _register_with_keras():
     """Import the modules whose classes Keras must find when it loads a saved model."""
-    for module in ("common.penalties", "common.proximal_optimizer", "common.gates"):
+    for module in ("common.penalty.penalties", "common.penalty.proximal_optimizer"):
         importlib.import_module(module)
 
 

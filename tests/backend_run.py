@@ -15,13 +15,13 @@ import sys
 import keras
 import numpy as np
 
-from common.data import load_dataset
-from common.batches import LOOP
-from common.fitting import IndexBatches, fit_in_chunks
-from common.model import build_model
-from common.monitor import UnitHistory
-from common.penalties import GroupSparse
-from common.proximal_optimizer import ProximalOptimizer
+from common.data.datasets import load_dataset
+from common.training.batches import LOOP
+from common.training.fitting import IndexBatches, fit_in_chunks
+from common.training.model import build_model
+from common.training.monitor import UnitHistory
+from common.penalty.penalties import GroupSparse
+from common.penalty.proximal_optimizer import ProximalOptimizer
 
 EPOCHS, CHUNK = 100, 25  # full-batch epochs, epochs per graph call
 

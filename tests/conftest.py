@@ -24,6 +24,6 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def boston():
-    from common.data import load_dataset
+    from common.data.datasets import load_dataset
 
     return load_dataset("boston", seed=0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import Dataset
+from common.data.datasets import Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

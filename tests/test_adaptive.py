@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from common.config import load_or_exit, parse_config
-from common.penalties import GroupSparse, adaptive_weights, group_lasso
-from common.proximal import prox_group_sparse
+from common.run.config import load_or_exit, parse_config
+from common.penalty.penalties import GroupSparse, adaptive_weights, group_lasso
+from common.penalty.proximal import prox_group_sparse
 from tests.helpers import group_prox_reference, raw_inputs
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend
@@ -107,9 +107,9 @@ def relu_net_loss(weights, x, y):
 def test_layer_lambda_max_against_finite_differences(boston):
     """Each kernel's lambda_max: the largest ||dL/dW_g|| / (sqrt(n) a_g) with W_g = 0,
     the gradient by central differences of a float64 NumPy forward pass."""
-    from common.adaptive import set_adaptive_weights
-    from common.model import build_model
-    from common.path import layer_lambda_max
+    from common.search.adaptive import set_adaptive_weights
+    from common.training.model import build_model
+    from common.search.path import layer_lambda_max
 
     keras.utils.set_random_seed(3)
     model = build_model(boston, (5, 4), GroupSparse(1e-3))
@@ -141,9 +141,9 @@ def test_layer_lambda_max_against_finite_differences(boston):
 def test_adaptive_stage_weighs_the_trained_kernels_and_fit_uses_the_weights(boston):
     """set_adaptive_weights splits a shared regularizer, sets 1/||W_g|| per row, and the next
     fit's recorded penalty is the weighted one (the compiled step was traced again)."""
-    from common.adaptive import set_adaptive_weights
-    from common.model import build_model
-    from common.monitor import UnitHistory
+    from common.search.adaptive import set_adaptive_weights
+    from common.training.model import build_model
+    from common.training.monitor import UnitHistory
 
     keras.utils.set_random_seed(0)
     shared = GroupSparse(1e-3)
@@ -208,7 +208,7 @@ def mcp_numpy(norm, c, gamma):
 
 
 def test_group_mcp_matches_numpy_and_saves():
-    from common.penalties import group_mcp
+    from common.penalty.penalties import group_mcp
 
     rng = np.random.default_rng(4)
     kernel = rng.normal(size=(8, 3)) * rng.uniform(0.01, 2, size=(8, 1))

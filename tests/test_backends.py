@@ -30,9 +30,9 @@ def runs(tmp_path_factory):
     pytest.importorskip("jax", reason="the JAX backend is not installed")
     import keras
 
-    from common.data import load_dataset
-    from common.model import build_model
-    from common.penalties import GroupSparse
+    from common.data.datasets import load_dataset
+    from common.training.model import build_model
+    from common.penalty.penalties import GroupSparse
 
     folder = tmp_path_factory.mktemp("backends")
     keras.utils.set_random_seed(1)

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from common.batches import FINAL, LOOP
-from common.fitting import IndexBatches, fit_in_chunks
+from common.training.batches import FINAL, LOOP
+from common.training.fitting import IndexBatches, fit_in_chunks
 
 pytestmark = pytest.mark.backends
 
@@ -81,7 +81,7 @@ def test_fit_in_two_calls_goes_on_along_the_stream():
 
 @pytest.mark.tensorflow_only
 def test_the_tf_demo_stream_follows_the_same_definition():
-    from common.batches import epoch_batches
+    from common.training.batches import epoch_batches
 
     x, y = rows_data(130)
     stream = iter(epoch_batches(x, y, 64, 5))

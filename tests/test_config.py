@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from common.config import Config, parse_config
+from common.run.config import Config, parse_config
 from tests.helpers import ROOT, run_script
 
 
@@ -227,7 +227,7 @@ def test_strategy_on_torch_is_one_line_and_exit_2():
 
 
 def test_per_layer_strengths_and_the_new_stages_fill_the_config():
-    from common.stages import regularizer_of
+    from common.run.stages import regularizer_of
 
     config = parse_config(["--group", "1e-3", "3e-3", "3e-3", "--l1", "0", "1e-4", "0",
                            "--adaptive", "--finetune", "500", "--patience", "20",
@@ -291,7 +291,7 @@ def test_a_backend_that_cannot_run_is_one_line_and_exit_2(backend, message):
 def test_the_config_line_of_a_path_run_leaves_out_the_base_strength(capsys):
     """On a path run lambda is what the path chooses: `group_strength=0.001` printed beside
     it read as the strength trained (#32 item 6)."""
-    from common.report import print_config
+    from common.outputs.report import print_config
 
     for argv, shown in [([], True), (["--path"], False), (["--path", "--group", "1", "2", "3"],
                                                           False)]:
@@ -306,7 +306,7 @@ def test_a_run_that_ends_before_its_planned_total_gets_a_last_progress_line():
     last tenth with no final line (#32 item 11)."""
     import io
 
-    from common.report import ProgressBar
+    from common.outputs.report import ProgressBar
 
     stream = io.StringIO()
     bar = ProgressBar(700, stream=stream)

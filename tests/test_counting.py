@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from common import GroupSparse, build_model, count_active_units
-from common.batches import LOOP
-from common.fitting import IndexBatches
-from common.model import loss_name
-from common.monitor import UnitHistory
+from common.training.batches import LOOP
+from common.training.fitting import IndexBatches
+from common.training.model import loss_name
+from common.training.monitor import UnitHistory
 from tests.helpers import steps_per_call
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend

@@ -7,10 +7,10 @@ import pytest
 
 import demo_keras
 import demo_tensorflow
-from common.config import parse_config
-from common.crossval import budget_records, pooled, pooled_repeats
-from common.data import DataError, fold_datasets, load_dataset, repeated_folds
-from common.path import PathPoint, select_point
+from common.run.config import parse_config
+from common.search.crossval import budget_records, pooled, pooled_repeats
+from common.data.datasets import DataError, fold_datasets, load_dataset, repeated_folds
+from common.search.path import PathPoint, select_point
 from tests.helpers import read_scalars
 
 pytestmark = pytest.mark.backends
@@ -243,11 +243,11 @@ def test_a_demo_with_repeated_folds_pools_each_cut_in_turn(tmp_path, monkeypatch
     metrics, SEs and rows), its metric that of all four folds; run.json and the table say 2 x."""
     import functools
 
-    import common.search
-    import common.stages
+    import common.search.choose
+    import common.run.stages
 
-    monkeypatch.setattr(common.stages, "PathSettings",
-                        functools.partial(common.search.PathSettings, repeats=2))
+    monkeypatch.setattr(common.run.stages, "PathSettings",
+                        functools.partial(common.search.choose.PathSettings, repeats=2))
     summary = demo_keras.main(["--path", "--cv", "2", "--epochs", "40", "--path-epochs", "20",
                                "--path-points", "2", "--no-show", "--logdir", str(tmp_path)])
     cv = summary["cv"]
@@ -267,7 +267,7 @@ def test_a_demo_with_repeated_folds_pools_each_cut_in_turn(tmp_path, monkeypatch
 
 
 def test_repeats_need_folds_and_are_at_least_one():
-    from common.search import PathSettings
+    from common.search.choose import PathSettings
 
     for repeats, folds in [(0, 5), (2, None)]:
         with pytest.raises(ValueError, match="repeats"):
@@ -282,10 +282,10 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
 
     events = []
     monkeypatch.setattr(WatchedDataset, "events", events)  # the folds' copies log here too
-    import common.stages
+    import common.run.stages
 
-    finish_path = common.stages.finish_path
-    monkeypatch.setattr(common.stages, "finish_path",
+    finish_path = common.run.stages.finish_path
+    monkeypatch.setattr(common.run.stages, "finish_path",
                         lambda *args, **kwargs: events.append("selected") or
                         finish_path(*args, **kwargs))
     config = parse_config(["--path", "--cv", "2", "--epochs", "50", "--path-epochs", "25",
@@ -300,9 +300,9 @@ def test_the_folds_never_read_the_test_split(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.tensorflow_only
 def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monkeypatch):
-    import common.crossval
+    import common.search.crossval
 
-    train = common.crossval.FoldTrainer.train
+    train = common.search.crossval.FoldTrainer.train
     calls = []
 
     def stopped_at_the_second_point(self, *args, **kwargs):
@@ -311,7 +311,7 @@ def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monke
             raise KeyboardInterrupt
         return train(self, *args, **kwargs)
 
-    monkeypatch.setattr(common.crossval.FoldTrainer, "train", stopped_at_the_second_point)
+    monkeypatch.setattr(common.search.crossval.FoldTrainer, "train", stopped_at_the_second_point)
     summary = demo_tensorflow.main(["--path", "--cv", "3", "--epochs", "50", "--path-epochs",
                                     "25", "--path-points", "2", "--logdir", str(tmp_path)])
     assert summary["status"] == "interrupted" and len(calls) == 3
@@ -323,7 +323,7 @@ def test_interrupted_during_the_folds_keeps_the_path_and_says_so(tmp_path, monke
 def test_the_largest_seed_carves_a_validation_split_and_folds():
     """--seed takes 0 .. 2**32 - 1; the validation split and the folds derive their own seeds
     from it, which must stay in scikit-learn's range (seed + 1 at the top was a traceback)."""
-    from common.config import MAX_SEED
+    from common.run.config import MAX_SEED
 
     data = load_dataset("boston", seed=MAX_SEED, val_fraction=0.2)
     assert len(fold_datasets(data, 5, seed=MAX_SEED)) == 4

@@ -6,8 +6,8 @@ import urllib.error
 import numpy as np
 import pytest
 
-from common import data as data_module
-from common.data import DataError, load_dataset
+from common.data import datasets as data_module
+from common.data.datasets import DataError, load_dataset
 
 
 def test_boston_split_scaling_and_names(boston):

@@ -9,7 +9,7 @@ from PIL import Image
 
 import demo_keras
 from common import GroupSparse, count_active_units
-from common.lifecycle import exit_code
+from common.run.lifecycle import exit_code
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends]  # end-to-end runs, every backend
 EPOCHS = 50
@@ -135,7 +135,7 @@ def test_the_pruned_file_predicts_from_raw_csv_rows_in_the_target_units(short_ru
 
     logdir, summary, _ = short_run
     (run_dir,) = logdir.iterdir()
-    table = np.genfromtxt(ROOT / "common" / "boston_house_prices.csv", delimiter=",",
+    table = np.genfromtxt(ROOT / "common" / "data" / "boston_house_prices.csv", delimiter=",",
                           skip_header=1, names=True)  # line 1: the row and column counts
     names = list(table.dtype.names)
     raw = np.stack([table[name] for name in names], axis=1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import demo_tensorflow
-from common.lifecycle import exit_code
+from common.run.lifecycle import exit_code
 from tests.helpers import read_events, read_scalars, run_script
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the demo
@@ -43,7 +43,7 @@ def test_every_tag_has_one_value_per_step(short_run):
 def test_pictures_about_twenty_times_and_at_the_last_step(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
 
-    from common.tensorboard import PICTURES_PER_RUN
+    from common.outputs.tensorboard import PICTURES_PER_RUN
 
     demo_tensorflow.main(["--epochs", "100", "--eval-every", "2", "--logdir", str(tmp_path)])
     (run_dir,) = tmp_path.iterdir()
@@ -126,7 +126,7 @@ def test_diverging_run_saves_no_model_and_reports_it_consistently(tmp_path, caps
 def test_pruned_model_reproduces_the_reported_metric_from_the_surviving_features(short_run):
     import keras
 
-    from common.data import load_dataset
+    from common.data.datasets import load_dataset
     from tests.helpers import raw_inputs
 
     logdir, summary = short_run

@@ -1,4 +1,4 @@
-"""common.engine: K folds in one compiled computation against K separate runs of Keras' own
+"""common.search.engine: K folds in one compiled computation against K separate runs of Keras' own
 training (fit / train_on_batch with ProximalOptimizer), one compilation for a whole path,
 the records against recounts and a NumPy forward pass, and the batches' definition."""
 
@@ -6,13 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from common.batches import stage_indices
-from common.counting import count_active_units
-from common.data import load_dataset
-from common.engine import FoldTrainer
-from common.model import build_model
-from common.penalties import GroupSparse
-from common.proximal_optimizer import ProximalOptimizer
+from common.training.batches import stage_indices
+from common.shrink.counting import count_active_units
+from common.data.datasets import load_dataset
+from common.search.engine import FoldTrainer
+from common.training.model import build_model
+from common.penalty.penalties import GroupSparse
+from common.penalty.proximal_optimizer import ProximalOptimizer
 from tests.helpers import numpy_forward
 
 pytestmark = pytest.mark.backends

@@ -10,10 +10,10 @@ import pytest
 import keras
 from keras import ops
 
-from common.counting import count_active_units
-from common.gates import UnitGates, fold_gates, gates_l0, hard_concrete, inference_gates
-from common.gradients import gradient_numpy
-from common.pruning import prune_model
+from common.shrink.counting import count_active_units
+from benchmarks.gates import UnitGates, fold_gates, gates_l0, hard_concrete, inference_gates
+from common.training.gradients import gradient_numpy
+from common.shrink.pruning import prune_model
 from tests.helpers import numpy_forward
 
 pytestmark = pytest.mark.backends

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from common import count_active_units
-from common.batches import FINETUNE
-from common.config import parse_config
-from common.data import load_dataset
-from common.model import build_model, metric_and_standard_error
-from common.path import (PathPoint, attach_scale, finish_path, lambda_grid, select_point,
+from common.training.batches import FINETUNE
+from common.run.config import parse_config
+from common.data.datasets import load_dataset
+from common.training.model import build_model, metric_and_standard_error
+from common.search.path import (PathPoint, attach_scale, finish_path, lambda_grid, select_point,
                          set_scale)
-from common.stages import optimizer_of, regularizer_of
+from common.run.stages import optimizer_of, regularizer_of
 from tests.helpers import full_batch_fit, numpy_forward
 
 
@@ -96,7 +96,7 @@ def test_ties_go_to_the_better_metric_then_to_the_larger_lambda():
 def test_the_path_stops_on_an_empty_layer_or_a_loss_twice_the_best_twice():
     """The stop rule on hand-made points; with --cv it reads the pooled losses it is given,
     not the run's own split's."""
-    from common.path import PathPoint, stop_reason
+    from common.search.path import PathPoint, stop_reason
 
     def points(losses, hidden=(5, 3)):
         return [PathPoint(index, 0.0, {"inputs": 4, "hidden": list(hidden)}, 12, 50, 1.0, 0.1,
@@ -141,13 +141,13 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(mon
     (its data loss there is a NumPy forward pass of them), lambda grows from 0, each point's
     counts are its weights' recount, and the demo is shown the dense stage's steps and every
     point's."""
-    from common.stages import PathRun
+    from common.run.stages import PathRun
 
-    import common.search
+    import common.search.choose
 
     config, data, model, scale = small_path_setup()
     grids = []
-    monkeypatch.setattr(common.search, "lambda_grid", lambda *args: grids.append(
+    monkeypatch.setattr(common.search.choose, "lambda_grid", lambda *args: grids.append(
         lambda_grid(*args)) or grids[-1])
     run, shown = PathRun(config, data, model), []
     run.train(lambda epochs: pytest.fail("the engine trains the dense network of a path"),
@@ -180,7 +180,7 @@ def test_the_runs_own_dense_network_and_path_in_the_engine_equal_one_keras_fit()
     the same Adam (moments and step count): equal to Keras' fit with ProximalOptimizer,
     60 dense epochs then 20 at the point's strength, on one optimizer. The dense stage's
     records are shown after each compiled call."""
-    from common.crossval import FoldPaths
+    from common.search.crossval import FoldPaths
 
     config, data, model, scale = small_path_setup()
     search = FoldPaths(model, [data], start_weights=model.get_weights(), lr=config.lr,
@@ -206,8 +206,8 @@ def test_with_finetune_each_point_is_scored_on_its_fine_tuned_pruned_network(mon
     stopping, before it is scored. A stand-in for the fine-tuning zeroes the network it is
     given, so the validation loss must be that of predicting 0: mean(y_val**2) in NumPy. It
     is called twice, early stopping on alternate validation rows, then on the others."""
-    from common.crossval import FoldPaths
-    from common.engine import FoldTrainer
+    from common.search.crossval import FoldPaths
+    from common.search.engine import FoldTrainer
 
     config, data, model, scale = small_path_setup(finetune=7, patience=5)
     calls = []
@@ -242,7 +242,7 @@ def test_no_validation_row_is_scored_by_a_network_whose_early_stopping_read_it()
     exactly as they were (their network never read those targets), changes the second
     half's (theirs stopped on the flipped rows), and leaves fold 1 alone. The dense stage
     and both fine-tunings share one compilation."""
-    from common.crossval import FoldPaths
+    from common.search.crossval import FoldPaths
 
     config, data, model, scale = small_path_setup()
     start = model.get_weights()
@@ -273,7 +273,7 @@ def test_fine_tuning_holds_the_pruned_rows_at_zero_and_keeps_the_paths_state():
     """FoldTrainer.finetune (each path point's fine-tuning): the rows the pruning removes
     start and stay at zero, the others train on the data loss alone, and the trainer's own
     weights and Adam state are as they were."""
-    from common.engine import FoldTrainer
+    from common.search.engine import FoldTrainer
 
     config, data, model, scale = small_path_setup()
     weights = model.get_weights()
@@ -319,7 +319,7 @@ def test_a_point_settles_once_units_and_objective_hold_still():
     """point_settled on hand-made records (rows: data loss, penalty, units per layer after
     each step): every fold's units unchanged from the call before's last step on, and each
     fold's mean objective within the tolerance of its mean over the call before."""
-    from common.crossval import point_settled
+    from common.search.crossval import point_settled
 
     def rows(objective, units=(10, 4, 2), steps=4):
         return np.array([[objective - 0.01, 0.01, *units]] * steps, np.float32)
@@ -346,9 +346,9 @@ def test_a_settled_point_ends_at_the_first_call_that_settled(monkeypatch):
     changed since the call before's last step, each fold's mean objective within the
     tolerance of the call before's); without it the point trains all its epochs. The
     settled point's records are the full run's, and its fine-tuning is not cut short."""
-    from common.crossval import FoldPaths
-    from common.data import fold_datasets
-    from common.engine import FoldTrainer
+    from common.search.crossval import FoldPaths
+    from common.data.datasets import fold_datasets
+    from common.search.engine import FoldTrainer
 
     config, data, model, _ = small_path_setup()
     folds = [data, fold_datasets(data, 3, 0)[0]]  # two folds of other rows
@@ -394,7 +394,7 @@ def test_a_settled_point_ends_at_the_first_call_that_settled(monkeypatch):
 
 def test_a_stop_asked_between_calls_ends_a_settling_point_too():
     """The caller's on_chunk returning False ends the point, settled or not."""
-    from common.crossval import FoldPaths
+    from common.search.crossval import FoldPaths
 
     config, data, model, _ = small_path_setup()
     search = FoldPaths(model, [data], start_weights=model.get_weights(), lr=1e-2,

@@ -10,10 +10,10 @@ from PIL import Image
 
 import demo_keras
 import demo_tensorflow
-from common.config import parse_config
-from common.data import DataError, load_dataset
-from common.model import build_model, metric_and_standard_error
-from common.stages import regularizer_of
+from common.run.config import parse_config
+from common.data.datasets import DataError, load_dataset
+from common.training.model import build_model, metric_and_standard_error
+from common.run.stages import regularizer_of
 from tests.helpers import WatchedDataset, raw_inputs, read_scalars
 
 
@@ -21,16 +21,16 @@ from tests.helpers import WatchedDataset, raw_inputs, read_scalars
 @pytest.mark.parametrize("demo", [pytest.param(demo_tensorflow, marks=pytest.mark.tensorflow_only),
                                   pytest.param(demo_keras, marks=pytest.mark.backends)])
 def test_the_test_split_is_read_only_after_selection(tmp_path, monkeypatch, demo):
-    import common.search
+    import common.search.choose
 
     events = []
-    finish_path = common.stages.finish_path
+    finish_path = common.run.stages.finish_path
 
     def watched_finish_path(*args, **kwargs):
         events.append("selected")
         return finish_path(*args, **kwargs)
 
-    monkeypatch.setattr(common.stages, "finish_path", watched_finish_path)
+    monkeypatch.setattr(common.run.stages, "finish_path", watched_finish_path)
     config = parse_config(["--path", "--epochs", "50", "--path-epochs", "25", "--path-points",
                            "3", "--no-show", "--logdir", str(tmp_path)],
                           demo.DEMO)
@@ -133,9 +133,9 @@ def test_a_path_point_that_diverges_ends_the_path_not_the_run(tmp_path, demo, mo
     past the command line's bound, so given to the path directly) ends the path there; the
     points before it stand, one of them is chosen and pruned, and nobody is told to lower
     --lr (#29 item 6)."""
-    import common.search
+    import common.search.choose
 
-    monkeypatch.setattr(common.search, "lambda_grid", lambda *args: [1e-4, 1e38])
+    monkeypatch.setattr(common.search.choose, "lambda_grid", lambda *args: [1e-4, 1e38])
     summary = demo.main(["--path", "--solver", "subgradient", "--path-points", "2",
                          "--epochs", "5", "--path-epochs", "5", "--no-show",
                          "--logdir", str(tmp_path)])
@@ -164,13 +164,13 @@ def test_a_path_whose_dense_network_diverges_says_so_and_stops_there(tmp_path, d
 def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch):
     """The probe zeroes one row at a time to measure its gradient: a Ctrl-C in the middle
     must not leave a row of the run's network at zero (#29 item 2)."""
-    import common.path
+    import common.search.path
 
     data = load_dataset("boston", val_fraction=0.2)
     config = parse_config(["--path"])
     model = build_model(data, config.hidden, regularizer_of(config))
     before = [np.array(weight) for weight in model.get_weights()]
-    real, calls = common.path.gradient_numpy, []
+    real, calls = common.search.path.gradient_numpy, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -178,13 +178,13 @@ def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(common.path, "gradient_numpy", interrupted)
+    monkeypatch.setattr(common.search.path, "gradient_numpy", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        common.path.layer_lambda_max(model, data.x_train, data.y_train, data.task)
+        common.search.path.layer_lambda_max(model, data.x_train, data.y_train, data.task)
     for weight, old in zip(model.get_weights(), before):
         np.testing.assert_array_equal(weight, old)
-    monkeypatch.setattr(common.path, "gradient_numpy", real)
-    tops = common.path.layer_lambda_max(model, data.x_train, data.y_train, data.task)
+    monkeypatch.setattr(common.search.path, "gradient_numpy", real)
+    tops = common.search.path.layer_lambda_max(model, data.x_train, data.y_train, data.task)
     assert len(tops) == 3 and all(top > 0 for top in tops)
     for weight, old in zip(model.get_weights(), before):
         np.testing.assert_array_equal(weight, old)
@@ -192,7 +192,7 @@ def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch
 
 def test_a_path_stopped_by_sigterm_says_terminated_in_both_fields(tmp_path):
     """run.json's `path_ended` names the same ending as `status` (#29 item 12)."""
-    from common.lifecycle import Stopped
+    from common.run.lifecycle import Stopped
 
     def terminate(steps_done):
         if steps_done > 60:  # the dense network (50 steps) done, the path under way
@@ -210,17 +210,17 @@ def test_a_path_runs_pictures_show_its_points_and_the_choice(tmp_path, monkeypat
     """history.png of a --path run (#32 item 6): its title names the path and the chosen
     lambda (not the base strength), every kept point's end is marked, and the chosen one's
     units are the chosen network's; path.png's 1-SE line is the bound the rule applied."""
-    import common.pictures
-    from common.path_outputs import one_se_bound
+    import common.outputs.pictures
+    from common.outputs.path_outputs import one_se_bound
 
     drawn = {}
-    plot_history = common.pictures.plot_history
+    plot_history = common.outputs.pictures.plot_history
 
     def watched_plot_history(records, title, path, split, points, chosen, keep_open=False):
         drawn.update(records=records, title=title, points=points, chosen=chosen)
         return plot_history(records, title, path, split, points, chosen, keep_open)
 
-    monkeypatch.setattr(common.pictures, "plot_history", watched_plot_history)
+    monkeypatch.setattr(common.outputs.pictures, "plot_history", watched_plot_history)
     summary = demo_keras.main(["--path", "--epochs", "40", "--path-epochs", "10",
                                "--path-points", "5", "--no-show", "--logdir", str(tmp_path)])
     selected, path = summary["selected"], summary["path"]

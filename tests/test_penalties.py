@@ -8,8 +8,8 @@ import pytest
 from keras import ops
 
 from common import GroupSparse, group_lasso, sparse_group_lasso
-from common.gradients import gradient_numpy
-from common.penalties import penalty_value
+from common.training.gradients import gradient_numpy
+from common.penalty.penalties import penalty_value
 from tests.helpers import float64
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend

@@ -14,11 +14,11 @@ from hypothesis.extra.numpy import arrays
 
 import demo_keras
 import demo_tensorflow
-from common.gradients import value_and_gradients
-from common.model import build_model
-from common.penalties import GroupSparse, penalty_value
-from common.proximal import prox_group_sparse
-from common.proximal_optimizer import ProximalOptimizer
+from common.training.gradients import value_and_gradients
+from common.training.model import build_model
+from common.penalty.penalties import GroupSparse, penalty_value
+from common.penalty.proximal import prox_group_sparse
+from common.penalty.proximal_optimizer import ProximalOptimizer
 from tests.helpers import group_prox_reference, steps_per_call
 
 pytestmark = pytest.mark.backends  # the Keras side: every backend (the TF demo test skips)
@@ -314,8 +314,8 @@ def test_a_file_saved_with_the_old_optimizer_state_loads_with_a_note(boston):
 
 def test_a_file_saved_before_common_became_sub_packages_loads(boston):
     """tests/data/saved_before_the_move.keras was written by `demo_keras.py --solver proximal
-    --epochs 30 --save-model` when common/ was flat (its config names common.penalties and
-    common.proximal_optimizer). It loads with GroupSparse on every kernel and the proximal
+    --epochs 30 --save-model` when common/ was flat (its config names common.penalty.penalties and
+    common.penalty.proximal_optimizer). It loads with GroupSparse on every kernel and the proximal
     optimizer, and predicts what a NumPy forward pass of its weights predicts."""
     model = keras.saving.load_model("tests/data/saved_before_the_move.keras")
     kernels = [layer for layer in model.layers if hasattr(layer, "kernel")]

@@ -8,7 +8,7 @@ from common import GroupSparse, prune_model
 from tests.helpers import run_script
 
 # The oracle: the trained weights with every inactive row zeroed, run forward in NumPy.
-# It shares no code with common.pruning (which builds a smaller Keras model instead).
+# It shares no code with common.shrink.pruning (which builds a smaller Keras model instead).
 ACTIVATIONS = {
     None: lambda z: z, "linear": lambda z: z, "relu": lambda z: np.maximum(z, 0.0),
     "tanh": np.tanh,
@@ -139,7 +139,7 @@ def test_scaling_layers_are_carried_through_and_the_inputs_keep_their_statistics
     """A saved network that takes raw values (Normalization before the Dense chain) and
     predicts in raw units (an inverted Normalization after it) prunes to one that still
     does: the input layer keeps the kept features' means and variances. NumPy is the oracle."""
-    from common.pruning import with_scaling
+    from common.shrink.pruning import with_scaling
 
     rng = np.random.default_rng(11)
     first = rng.normal(size=(6, 5)).astype(np.float32)

@@ -17,8 +17,8 @@ import pytest
 
 import demo_keras
 import demo_tensorflow
-from common import files as files_module
-from common.lifecycle import EXIT_CODES, exit_code
+from common.outputs import files as files_module
+from common.run.lifecycle import EXIT_CODES, exit_code
 from tests.helpers import ROOT, Watched, run_script
 
 DEMOS = {"demo_tensorflow": demo_tensorflow, "demo_keras": demo_keras}
@@ -34,9 +34,9 @@ def no_partial_or_empty_files(folder):
 
 def test_ctrl_c_between_an_epoch_and_its_test_evaluation_loses_nothing(tmp_path, monkeypatch):
     """The moment of the old bug: the epoch was recorded, its test metrics were not yet."""
-    import common.run
+    import common.run.skeleton
 
-    evaluate, calls = common.run.evaluate, []
+    evaluate, calls = common.run.skeleton.evaluate, []
 
     def interrupted_evaluate(*args, **kwargs):
         calls.append(1)
@@ -44,7 +44,7 @@ def test_ctrl_c_between_an_epoch_and_its_test_evaluation_loses_nothing(tmp_path,
             raise KeyboardInterrupt
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(common.run, "evaluate", interrupted_evaluate)
+    monkeypatch.setattr(common.run.skeleton, "evaluate", interrupted_evaluate)
     summary = demo_keras.main(["--epochs", "500", "--no-show", "--logdir", str(tmp_path)])
     assert summary["status"] == "interrupted" and exit_code(summary) == 130
     (run_dir,) = tmp_path.iterdir()
@@ -95,7 +95,7 @@ def test_a_signal_during_training_never_raises_inside_tensorflow():
     EagerTensor, about 1 Ctrl-C in 10). The stop comes from raise_if_stopped, between chunks."""
     import tensorflow as tf
 
-    from common.lifecycle import Stopped, raise_if_stopped, stop_on_signals
+    from common.run.lifecycle import Stopped, raise_if_stopped, stop_on_signals
 
     with stop_on_signals(at_once=False):
         os.kill(os.getpid(), signal.SIGINT)
@@ -132,16 +132,16 @@ def test_a_signal_during_the_final_fine_tuning_stops_it(tmp_path, demo, monkeypa
     """--finetune is a training stage: SIGTERM there ends the run as terminated, with
     everything trained before it kept (it used to print "still writing", train to the end
     and exit 0, #29 item 1)."""
-    import common.run
+    import common.run.skeleton
 
-    finetune, calls = common.run.finetune, []
+    finetune, calls = common.run.skeleton.finetune, []
 
     def terminated_finetune(*args, **kwargs):
         calls.append(1)
         os.kill(os.getpid(), signal.SIGTERM)  # noted: the stage stops at its first chunk
         return finetune(*args, **kwargs)
 
-    monkeypatch.setattr(common.run, "finetune", terminated_finetune)
+    monkeypatch.setattr(common.run.skeleton, "finetune", terminated_finetune)
     summary = DEMOS[demo].main(["--epochs", "50", "--finetune", "100000", "--no-show",
                                 "--logdir", str(tmp_path)])
     assert calls == [1] and summary["status"] == "terminated" and exit_code(summary) == 143
@@ -283,8 +283,11 @@ def test_the_readme_line_loads_a_saved_proximal_model_in_a_fresh_process(tmp_pat
     model_path = tmp_path / "trained.keras"
     demo_keras.main(["--epochs", "5", "--solver", "proximal", "--no-show", "--logdir",
                      str(tmp_path / "runs"), "--save-model", str(model_path)])
-    # Exactly the README's line, in both import orders, in a process that saw nothing else.
-    for imports in ["import common; import keras", "import keras; import common"]:
+    # Exactly the README's line, in both import orders, in a process that saw nothing else;
+    # and with Keras first imported by the penalty itself (its registration ran while the
+    # penalty's module was still loading, and failed, when common/ was flat).
+    for imports in ["import common; import keras", "import keras; import common",
+                    "from common import GroupSparse; import keras"]:
         check = (f"{imports}\n"
                  f"model = keras.saving.load_model(r'{model_path}')\n"
                  "print(type(model.optimizer).__name__, "
@@ -292,7 +295,7 @@ def test_the_readme_line_loads_a_saved_proximal_model_in_a_fresh_process(tmp_pat
         result = run_script("-c", check)
         assert result.stdout.split() == ["ProximalOptimizer", "GroupSparse"], result.stderr[-2000:]
     # ... and the command line still does not wait for TensorFlow.
-    result = run_script("-c", "import sys, common, common.config; "
+    result = run_script("-c", "import sys, common, common.run.config; "
                               "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     assert result.stdout.split() == ["False", "False"]
 
@@ -300,7 +303,7 @@ def test_the_readme_line_loads_a_saved_proximal_model_in_a_fresh_process(tmp_pat
 def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch, capsys):
     """A Ctrl-C while TensorFlow loads used to end in a KeyboardInterrupt traceback (#29
     item 4): the script says so in one line and exits 130."""
-    from common.lifecycle import run_as_script
+    from common.run.lifecycle import run_as_script
 
     def interrupted_import():
         raise KeyboardInterrupt
@@ -316,7 +319,7 @@ def test_ctrl_c_before_training_is_one_line_and_exit_130(monkeypatch, capsys):
 def test_a_stop_that_tensorflow_wraps_is_still_the_stop(tmp_path):
     """TensorFlow can turn the signal's exception into `SystemError: ... returned a result
     with an exception set` (#29 item 3): the run still ends as the signal says, with run.json."""
-    from common.lifecycle import Stopped
+    from common.run.lifecycle import Stopped
 
     def wrapped_stop(steps_done):
         if steps_done >= 50:

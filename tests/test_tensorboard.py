@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import demo_tensorflow
-from common.tensorboard import PICTURES_PER_RUN, pictures_due
+from common.outputs.tensorboard import PICTURES_PER_RUN, pictures_due
 from tests.helpers import run_script
 
 # Two demo runs and a TensorBoard server, served once: with -n, one worker takes the module
