@@ -18,9 +18,9 @@ import sys
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.backend import import_tensorflow_quietly, use_tensorflow_backend
+from common.outputs.files import exit_on_output_error
 from common.run.config import load_or_exit, parse_config
 from common.run.rendezvous import meet_workers_or_exit
-from common.outputs.files import exit_on_output_error
 
 DEMO = "tensorflow"
 
@@ -31,13 +31,12 @@ def main(argv=None, on_progress=None, per_step_records=True):
     `on_progress(steps_done)` is called between chunks of training steps (a hook for tests
     and notebooks; raising KeyboardInterrupt there stops the run like Ctrl-C).
     `per_step_records` False leaves out each step's unit count and scalars (the benchmark's
-    bare loop). Bad input
-    exits with code 2 and one sentence; the exit code of a run is its status's
-    (common.run.lifecycle.EXIT_CODES).
+    bare loop). Bad input exits with code 2 and one sentence; the exit code of a run is its
+    status's (common.run.lifecycle.EXIT_CODES).
     """
     use_tensorflow_backend()  # TensorFlow by design, whatever KERAS_BACKEND says
     config = parse_config(argv, DEMO)
-    data = load_or_exit(config)
+    data = load_or_exit(config)  # 1. the data: scaled on the training rows only
     if config.strategy == "multiworker":  # before TensorFlow, whose own wait is endless
         meet_workers_or_exit(config.connect_timeout)
     import_tensorflow_quietly()
@@ -46,26 +45,43 @@ def main(argv=None, on_progress=None, per_step_records=True):
 
 
 def train(config, data, on_progress=None, per_step_records=True):
+    import keras
     import tensorflow as tf
 
-    from common.training.batches import training_batches
-    from common.shrink.counting import active_counts, unit_kernels
     from common.outputs.stepboard import StepBoard
-    from common.training.model import is_proximal, row_losses
-    from common.penalty.penalties import penalty_value
+    from common.penalty import GroupSparse, ProximalOptimizer, penalty_value
     from common.run.skeleton import Run
+    from common.shrink import active_counts, prune_model
+    from common.shrink.counting import unit_kernels
+    from common.training import build_model, row_losses, training_batches
 
-    # The seed, strategy, run folder, and model (common.run.skeleton): every kernel carries GroupSparse;
-    # with --solver proximal it is not in the loss, the optimizer applies it exactly.
-    run = Run(DEMO, config, data, on_progress)
-    model, optimizer, strategy = run.model, run.optimizer, run.strategy
-    proximal, kernels = is_proximal(run.regularizer), unit_kernels(model)
+    run = Run(DEMO, config, data, on_progress)  # the seed, --strategy, the run folder
+    strategy, proximal = run.strategy, config.solver == "proximal"
+
+    def build_network():
+        """2. The network: ReLU hidden layers, and on every kernel the group sparse penalty,
+        one group per row (a unit's outgoing weights). With --solver proximal the penalty
+        is not in the loss: the optimizer applies it as an exact proximal step."""
+        return build_model(data, config.hidden, [
+            GroupSparse(group, l1=l1, l2=config.l2, proximal=proximal)
+            for group, l1 in config.kernel_strengths()])
+
+    with strategy.scope():
+        model = build_network()
+        # 3. The optimizer: Adam, and with --solver proximal Adam's step on the data loss
+        # followed by the penalty's proximal step, which sets whole rows to exactly zero.
+        optimizer = keras.optimizers.Adam(config.lr)
+        if proximal:
+            optimizer = ProximalOptimizer(optimizer, freeze_zeros=config.freeze_zeros)
+    run.start(model, optimizer, build_network)
+    kernels = unit_kernels(model)
     # Each replica gets its piece of every global batch, and the global batch's row count.
     batches = training_batches(strategy, data.x_train, data.y_train, config.batch_size,
                                config.seed)
     batch_iterator, per_epoch = iter(batches.dataset), batches.steps_per_epoch
-    board = StepBoard(run, kernels, (config.epochs + run.path.total_epochs) * per_epoch)
+    board = StepBoard(run, kernels, run.total_epochs * per_epoch)
 
+    # 4. The training loop: a GradientTape step, many of them in one tf.function call.
     def replica_step(x, y, global_rows):
         """One step on this replica's rows; the optimizer sums the replicas' gradients."""
         if proximal:  # the optimizer's proximal step applies it: its value is only logged
@@ -76,8 +92,8 @@ def train(config, data, on_progress=None, per_step_records=True):
             loss = tf.nn.compute_average_loss(row_losses(data.task, y, predictions),
                                               global_batch_size=global_rows)
             objective = loss
-            if not proximal:  # the regularizers' losses, as in Keras' fit()
-                penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+            if not proximal:  # the penalty in the loss: the kernel regularizers' losses
+                penalty = tf.add_n(model.losses)
                 objective = loss + tf.nn.scale_regularization_loss(penalty)
         gradients = tape.gradient(objective, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -104,7 +120,7 @@ def train(config, data, on_progress=None, per_step_records=True):
                              lambda size: train_steps(tf.constant(size)),
                              lambda done, end: board.chunk(done, end, run.evaluate()))
 
-    def show(records):  # --path: steps trained by common/search/engine.py, the model now at their end
+    def show(records):  # --path: steps the search trained, the model now at their end
         board.records(run.done, records, every=config.eval_every * per_epoch)
         board.chunk(run.done, run.done + len(records), run.evaluate())  # pictures when due
         run.shown(records)
@@ -114,9 +130,15 @@ def train(config, data, on_progress=None, per_step_records=True):
         train_steps = tf.function(train_steps.python_function)
 
     with run.stopping():  # Ctrl-C and SIGTERM stop training; the files are written whole
+        # The loop above trains; with --path (--cv, --adaptive) the search trains instead
+        # and leaves the chosen network in `model`.
         run.train(train_epochs, show, per_epoch, on_point=board.point, on_penalty_change=retrace)
-        # The steps taken: this loop's (a stop may land before they are counted) and the path's.
-        summary = run.finish(int(optimizer.iterations.numpy()) + run.engine_steps)
+        # 5. Pruning: the rows at zero go, and a smaller network predicts the same.
+        pruned = (prune_model(model, config.threshold, data.feature_names)
+                  if run.prunable() else None)
+        # 6. The outputs: the table, run.json, pruned.keras, TensorBoard's last scalars. The
+        # steps: this loop's (a stop may land before they are counted) and the search's.
+        summary = run.finish(int(optimizer.iterations.numpy()) + run.engine_steps, pruned)
         board.close(summary, summary["steps"])
     return summary
 

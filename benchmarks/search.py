@@ -85,12 +85,14 @@ def fold_step(rounds=3, steps=2500):
     from common.data.datasets import fold_datasets, load_dataset
     from common.search.engine import FoldTrainer
     from common.training.model import build_model
-    from common.run.stages import regularizer_of
+    from common.penalty import GroupSparse
 
     config = parse_config(["--solver", "proximal"])
     data = load_dataset("boston", 0, val_fraction=0.2)
     folds = [data, *fold_datasets(data, 5, 0)]
-    model = build_model(data, config.hidden, regularizer_of(config))
+    model = build_model(data, config.hidden, [
+        GroupSparse(group, l1=l1, l2=config.l2, proximal=config.solver == "proximal")
+        for group, l1 in config.kernel_strengths()])
     trainer = FoldTrainer(model, [(fold.x_train, fold.y_train, fold.x_val, fold.y_val)
                                   for fold in folds], "regression", 1e-3, None, 0)
     started = time.perf_counter()

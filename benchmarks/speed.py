@@ -55,10 +55,12 @@ def naive_keras_ms_per_step(data, config):
 
     from common.shrink.counting import count_active_units
     from common.training.model import build_model, loss_name
-    from common.run.stages import regularizer_of
+    from common.penalty import GroupSparse
 
     keras.utils.set_random_seed(config.seed)
-    model = build_model(data, config.hidden, regularizer_of(config))
+    model = build_model(data, config.hidden, [
+        GroupSparse(group, l1=l1, l2=config.l2, proximal=config.solver == "proximal")
+        for group, l1 in config.kernel_strengths()])
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss_name(data.task))
     counts = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: count_active_units(model, config.threshold))

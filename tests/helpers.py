@@ -193,3 +193,23 @@ def numpy_forward(weights, x):
         if layer + 2 < len(weights):
             out = np.maximum(out, 0.0)
     return out
+
+
+def demo_penalties(config):
+    """The GroupSparse of each kernel that the demos build from `config`."""
+    from common.penalty import GroupSparse
+
+    return [GroupSparse(group, l1=l1, l2=config.l2, proximal=config.solver == "proximal")
+            for group, l1 in config.kernel_strengths()]
+
+
+def demo_optimizer(config):
+    """The demos' optimizer for `config`: Adam, wrapped for the proximal solver."""
+    import keras
+
+    from common.penalty import ProximalOptimizer
+
+    optimizer = keras.optimizers.Adam(config.lr)
+    if config.solver == "proximal":
+        optimizer = ProximalOptimizer(optimizer, freeze_zeros=config.freeze_zeros)
+    return optimizer

@@ -227,15 +227,13 @@ def test_strategy_on_torch_is_one_line_and_exit_2():
 
 
 def test_per_layer_strengths_and_the_new_stages_fill_the_config():
-    from common.run.stages import regularizer_of
-
     config = parse_config(["--group", "1e-3", "3e-3", "3e-3", "--l1", "0", "1e-4", "0",
                            "--adaptive", "--finetune", "500", "--patience", "20",
                            "--val-fraction", "0.25"])
     assert config.group_layers == (1e-3, 3e-3, 3e-3) and config.group_strength == 3e-3
     assert config.l1_layers == (0.0, 1e-4, 0.0) and config.adaptive == 1.0
     assert config.finetune == 500 and config.patience == 20 and config.uses_validation
-    assert [(r.group_strength, r.l1) for r in regularizer_of(config)] == [
+    assert config.kernel_strengths() == [
         (1e-3, 0.0), (3e-3, 1e-4), (3e-3, 0.0)]
     assert parse_config(["--adaptive", "0.5"]).adaptive == 0.5
     plain = parse_config([])

@@ -98,6 +98,41 @@ def test_headless_without_display_opens_no_window(tmp_path, monkeypatch, recwarn
     assert not [warning for warning in recwarn if "non-interactive" in str(warning.message)]
 
 
+def test_on_a_display_the_window_shows_the_figure_that_history_png_holds(tmp_path, monkeypatch):
+    """Saving kernels.png (and path.png) after the history once switched pyplot to Agg, which
+    closed the history's open figure: plt.show() had nothing to show on a display. The one
+    figure open at plt.show() is the history's, and drawn again it is history.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this test's own pyplot: no real window opens
+    import matplotlib.pyplot as plt
+
+    import common.outputs.pictures
+
+    drawn, plot_history = [], common.outputs.pictures.plot_history
+    monkeypatch.setattr(common.outputs.pictures, "plot_history",
+                        lambda *args: drawn.append(plot_history(*args)) or drawn[-1])
+    monkeypatch.setenv("DISPLAY", ":0")
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: shown.append(
+        [plt.figure(number) for number in plt.get_fignums()]))
+    try:
+        summary = demo_keras.main(["--epochs", "30", "--path", "--path-points", "2",
+                                   "--path-epochs", "5", "--logdir", str(tmp_path)])
+        (figures,) = shown
+        (figure,) = figures
+        assert drawn == [figure]  # the figure that was saved as history.png
+        assert summary["status"] == "completed"
+        assert figure.get_suptitle().startswith("boston: 13-20-15-1, lambda path")
+        figure.savefig(tmp_path / "shown.png", dpi=100)
+    finally:
+        plt.close("all")
+    saved = np.asarray(Image.open(summary["history_png"]).convert("L"), np.float64)
+    again = np.asarray(Image.open(tmp_path / "shown.png").convert("L"), np.float64)
+    # Drawn again, it is history.png up to antialiasing (0.7 % of pixels differ in one run).
+    assert saved.shape == again.shape and np.mean(saved != again) < 0.02
+
+
 def test_interrupted_run_still_saves_picture_and_record(tmp_path):
     def interrupt(epochs_done):
         if epochs_done >= 50:

@@ -13,8 +13,7 @@ from common.data.datasets import load_dataset
 from common.training.model import build_model, metric_and_standard_error
 from common.search.path import (PathPoint, attach_scale, finish_path, lambda_grid, select_point,
                          set_scale)
-from common.run.stages import optimizer_of, regularizer_of
-from tests.helpers import full_batch_fit, numpy_forward
+from tests.helpers import demo_optimizer, demo_penalties, full_batch_fit, numpy_forward
 
 
 def record(index, lam, units, metric, se):
@@ -128,9 +127,8 @@ def small_path_setup(**overrides):
                            "--logdir", "/tmp"] + sum(([f"--{k}", str(v)] for k, v in overrides.items()), []))
     data = load_dataset("boston", seed=0, val_fraction=config.val_fraction)
     keras.utils.set_random_seed(0)
-    regularizer = regularizer_of(config)
-    model = build_model(data, config.hidden, regularizer)
-    model.compile(optimizer=optimizer_of(config, regularizer), loss="mse")
+    model = build_model(data, config.hidden, demo_penalties(config))
+    model.compile(optimizer=demo_optimizer(config), loss="mse")
     scale = attach_scale(model)
     return config, data, model, scale
 
@@ -149,7 +147,9 @@ def test_each_point_starts_from_the_previous_points_weights_and_lambda_grows(mon
     grids = []
     monkeypatch.setattr(common.search.choose, "lambda_grid", lambda *args: grids.append(
         lambda_grid(*args)) or grids[-1])
-    run, shown = PathRun(config, data, model), []
+    run = PathRun(config, data, model, lambda: build_model(data, config.hidden,
+                                                            demo_penalties(config)))
+    shown = []
     run.train(lambda epochs: pytest.fail("the engine trains the dense network of a path"),
               show=shown.append)
     points = run.points

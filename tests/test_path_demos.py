@@ -13,8 +13,7 @@ import demo_tensorflow
 from common.run.config import parse_config
 from common.data.datasets import DataError, load_dataset
 from common.training.model import build_model, metric_and_standard_error
-from common.run.stages import regularizer_of
-from tests.helpers import WatchedDataset, raw_inputs, read_scalars
+from tests.helpers import WatchedDataset, demo_penalties, raw_inputs, read_scalars
 
 
 @pytest.mark.slow
@@ -168,7 +167,7 @@ def test_a_stop_during_the_lambda_max_probe_leaves_the_network_whole(monkeypatch
 
     data = load_dataset("boston", val_fraction=0.2)
     config = parse_config(["--path"])
-    model = build_model(data, config.hidden, regularizer_of(config))
+    model = build_model(data, config.hidden, demo_penalties(config))
     before = [np.array(weight) for weight in model.get_weights()]
     real, calls = common.search.path.gradient_numpy, []
 
@@ -216,9 +215,9 @@ def test_a_path_runs_pictures_show_its_points_and_the_choice(tmp_path, monkeypat
     drawn = {}
     plot_history = common.outputs.pictures.plot_history
 
-    def watched_plot_history(records, title, path, split, points, chosen, keep_open=False):
+    def watched_plot_history(records, title, path, split, points, chosen, figure=None):
         drawn.update(records=records, title=title, points=points, chosen=chosen)
-        return plot_history(records, title, path, split, points, chosen, keep_open)
+        return plot_history(records, title, path, split, points, chosen, figure)
 
     monkeypatch.setattr(common.outputs.pictures, "plot_history", watched_plot_history)
     summary = demo_keras.main(["--path", "--epochs", "40", "--path-epochs", "10",

@@ -35,14 +35,11 @@ def plot_path(records, selected, path, metric, title, pooled=None, task="regress
     and, for the 1-SE rule, its threshold; and active units per layer against lambda (a
     symmetric-log axis: lambda 0, the dense start, is on it). `pooled`: --cv's records, drawn
     beside the run's own split (mean units of the folds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure, (metric_axis, units_axis) = plt.subplots(1, 2, figsize=(12, 4.8),
-                                                     constrained_layout=True)
+    figure = Figure(figsize=(12, 4.8), layout="constrained")  # never pyplot's: no window
+    metric_axis, units_axis = figure.subplots(1, 2)
     metric_axis.errorbar([record["total_units"] for record in records],
                          [record["val_metric"] for record in records],
                          yerr=[record["val_se"] for record in records], fmt="o-", capsize=3,
@@ -82,7 +79,6 @@ def plot_path(records, selected, path, metric, title, pooled=None, task="regress
         units_axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def path_files(chosen, run_dir, metric, dataset, task="regression"):

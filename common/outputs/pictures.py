@@ -1,5 +1,10 @@
 """The Keras demo's pictures: the run's history (history.png) and each kernel as a heatmap
-at the end of the run (kernels.png)."""
+at the end of the run (kernels.png).
+
+Each picture is a `matplotlib.figure.Figure` of its own, never pyplot's: saving one never
+switches pyplot's backend or closes a figure, so the history's window (a pyplot figure the
+demo hands in, `new_window_figure`) still shows after the kernels are saved.
+"""
 
 import numpy as np
 from keras import ops
@@ -13,18 +18,17 @@ def plot_kernels(model, feature_names, threshold, path, title):
     visible; a removed unit's row (black) is marked with a red cross. Each panel is as wide
     as its kernel has columns (at least a few)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     kernels = [np.abs(ops.convert_to_numpy(kernel)) for kernel in unit_kernels(model)]
     names = unit_names(len(kernels))
     widths = [max(kernel.shape[1], 4) for kernel in kernels]
-    figure, axes = plt.subplots(1, len(kernels) + 1, figsize=(4 + 0.28 * sum(widths), 6),
-                                gridspec_kw={"width_ratios": [*widths, 0.6], "wspace": 0.35,
-                                             "left": 0.08, "right": 0.93, "bottom": 0.14})
+    figure = Figure(figsize=(4 + 0.28 * sum(widths), 6))
+    axes = figure.subplots(1, len(kernels) + 1,
+                           gridspec_kw={"width_ratios": [*widths, 0.6], "wspace": 0.35,
+                                        "left": 0.08, "right": 0.93, "bottom": 0.14})
     colours = matplotlib.colormaps["viridis"].with_extremes(under="black", bad="black")
     norm = LogNorm(vmin=1e-3, vmax=1.0, clip=False)
     for axis, kernel, name in zip(axes, kernels, names):
@@ -53,22 +57,29 @@ def plot_kernels(model, feature_names, threshold, path, title):
         figure.legend(handles[:1], labels[:1], loc="lower left", fontsize=8)
     figure.suptitle(title)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
-def plot_history(records, title, path, split="test", points=(), chosen=None, keep_open=False):
-    """Data loss, penalty and active units against the epoch, in one PNG. `points`: the
-    path's kept points as (index, lambda, epoch its training ended), each marked by a line;
-    `chosen` the selected point's index, marked in red. `keep_open` leaves the figure for
-    a window (plt.show)."""
-    import matplotlib
+HISTORY_SIZE = (9, 9)  # inches
 
-    if not keep_open:
-        matplotlib.use("Agg")  # no window: render to the file only
+
+def new_window_figure():
+    """A pyplot figure for plot_history, shown by `plt.show()` (only where there is a
+    display: pyplot picks the backend)."""
     import matplotlib.pyplot as plt
 
-    figure, (loss_axis, penalty_axis, units_axis) = plt.subplots(
-        3, 1, sharex=True, figsize=(9, 9), constrained_layout=True)
+    return plt.figure(figsize=HISTORY_SIZE, layout="constrained")
+
+
+def plot_history(records, title, path, split="test", points=(), chosen=None, figure=None):
+    """Data loss, penalty and active units against the epoch, in one PNG; returns the
+    figure. `points`: the path's kept points as (index, lambda, epoch its training ended),
+    each marked by a line; `chosen` the selected point's index, marked in red. `figure`: an
+    empty figure to draw on (a window's, new_window_figure); a Figure of its own if None."""
+    if figure is None:
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=HISTORY_SIZE, layout="constrained")
+    loss_axis, penalty_axis, units_axis = figure.subplots(3, 1, sharex=True)
     epochs = records["epoch"]
     loss_axis.plot(epochs, records["loss"], label="train")
     loss_axis.plot(records["test_epoch"], [test["loss"] for test in records["test"]],
@@ -98,5 +109,4 @@ def plot_history(records, title, path, split="test", points=(), chosen=None, kee
     units_axis.set_xlabel("epoch" + (" (dotted: where each path point ends)" if points else ""))
     figure.suptitle(title)
     figure.savefig(path, dpi=100)
-    if not keep_open:
-        plt.close(figure)
+    return figure

@@ -85,6 +85,13 @@ class Config:
         """Whether a validation split is carved from the training rows (--path, --patience)."""
         return self.path or self.patience is not None
 
+    def kernel_strengths(self):
+        """Each kernel's (group, l1) strengths, inputs first: --group's and --l1's one value
+        for every kernel, or one per kernel."""
+        kernels = len(self.hidden) + 1
+        return list(zip(self.group_layers or (self.group_strength,) * kernels,
+                        self.l1_layers or (self.l1,) * kernels))
+
     def settings(self):
         """Every setting, as a dict: what run.json and the outputs read."""
         return dataclasses.asdict(self)

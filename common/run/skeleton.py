@@ -1,17 +1,21 @@
-"""The run skeleton both demos plug into: set-up, the stages of training, the ending.
+"""The run skeleton both demos plug into: what a reader of the method need not see.
 
-    run = Run("keras", config, data)      # seed, strategy, run folder, model, optimizer
-    ...                                   # the demo's train_epochs(epochs) and show(records)
+    run = Run("keras", config, data)      # the seed, strategy, run folder, settings line
+    with run.strategy.scope():
+        model = ...                       # the demo builds the network with GroupSparse
+        optimizer = ...                   # and its optimizer, in view
+    run.start(model, optimizer, build)    # `build()`: a fresh network, for the search
     with run.stopping():                  # Ctrl-C and SIGTERM stop training, never a write
         run.train(train_epochs, show)     # the stages; what was done is kept however it ends
-        summary = run.finish(files)       # the summary, the pruned model, run.json
+        pruned = prune_model(model, ...) if run.prunable() else None
+        summary = run.finish(steps, pruned, files)  # the summary, pruned.keras, run.json
 
 A demo supplies how it trains N epochs (the GradientTape loop; fit) and how it shows (its
 TensorBoard scalars; the Matplotlib history); after each chunk of training it calls
 `chunk_done`. The stages are the epochs (two halves with --adaptive), the lambda path and its
-cross-validation folds (common.run.stages), and the fine-tuning of the pruned network
-(--finetune): every one of them stops on a signal or a full disk. Only `finish`, which
-writes, holds signals back until its files are whole.
+cross-validation folds (common.run.stages, calling common.search), and the fine-tuning of the
+pruned network (--finetune): every one of them stops on a signal or a full disk. Only
+`finish`, which writes, holds signals back until its files are whole.
 """
 
 import contextlib
@@ -27,10 +31,10 @@ from common.training.distribute import is_chief, make_strategy
 from common.outputs.files import is_disk_full_message, new_run_dir
 from common.training.fitting import finetune
 from common.run.lifecycle import raise_if_stopped, stop_on_signals, stop_status
-from common.training.model import build_model, evaluate
+from common.training.model import evaluate
 from common.shrink.pruning import prune_model, thresholded_copy, with_scaling
 from common.outputs.report import ProgressBar, print_config
-from common.run.stages import PathRun, optimizer_of, regularizer_of
+from common.run.stages import PathRun
 from common.outputs.summary import Outcome, finish_run
 
 
@@ -46,29 +50,34 @@ class Run:
         # What the outputs read: every setting, and those that differ from the defaults.
         self.settings, self.changed = config.settings(), config.changed(demo)
         self.on_progress = on_progress
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         self.strategy = make_strategy(config.strategy)  # first: multi-worker set-up comes first
         self.chief = is_chief(self.strategy)  # only the chief writes files
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.seed)  # before the demo builds its network
         self.run_dir = new_run_dir(config.logdir, demo, self.chief)
         print_config(config.applying(), demo)
-        with self.strategy.scope():
-            self.regularizer = regularizer_of(config)
-            self.model = build_model(data, config.hidden, self.regularizer)
-            self.optimizer = optimizer_of(config, self.regularizer)
-            self.optimizer.build(self.model.trainable_variables)  # before a graph is traced
-        self.outcome = Outcome("completed", 0, count_active_units(self.model, config.threshold),
-                               started, startup_seconds(started))
-        self.path = PathRun(config, data, self.model)  # lambda 0 until it starts
+        self.model = self.optimizer = self.outcome = self.path = None  # until start
         # Evaluated during training: the validation split with --path (the test split is read
         # once, after the choice), else the test split.
         self.split = "val" if config.path else "test"
+        # The epochs of every stage: the run's own, and the path's points.
+        self.total_epochs = config.epochs + PathRun.epochs_of(config)
         self.done, self.chosen, self.finetuned = 0, None, None
         self.point_ends = []  # (index, done) of each kept path point, in the demo's unit
         self.engine_steps = 0  # the path's steps, trained by common/search/engine.py
         self._timing = [0.0, 0]  # seconds and steps, the chunks that traced left out
         self._shield = self.progress = None
         self._retraced = False  # the penalty changed: the demo's step is traced again
+
+    def start(self, model, optimizer, build):
+        """The network the demo built (under `strategy.scope()`) and its optimizer; `build()`
+        makes a fresh network of the same settings, whose layers the search borrows."""
+        self.model, self.optimizer = model, optimizer
+        with self.strategy.scope():
+            optimizer.build(model.trainable_variables)  # before a graph is traced
+        self.outcome = Outcome("completed", 0, count_active_units(model, self.config.threshold),
+                               self._started, startup_seconds(self._started))
+        self.path = PathRun(self.config, self.data, model, build)  # lambda 0 until it starts
 
     def evaluate(self, model=None):
         """The metrics of the model on the split evaluated during training."""
@@ -89,7 +98,7 @@ class Run:
         diverged) or by the engine (its records shown by `show(records)`). `per_epoch` is
         how many of the demo's units make one epoch; `on_point(point)` is called for each
         kept path point, `on_penalty_change()` when the penalty's constants changed."""
-        self.progress = ProgressBar((self.config.epochs + self.path.total_epochs) * per_epoch)
+        self.progress = ProgressBar(self.total_epochs * per_epoch)
 
         def point_kept(point):  # where each point's training ended, for the pictures
             self.point_ends.append((point.index, self.done))
@@ -207,15 +216,46 @@ class Run:
                               on_epoch_end=lambda epoch, logs: raise_if_stopped())])
         return pruned, epochs
 
-    def summarize(self):
-        """Counts, test metrics and pruning of the trained model: (record, pruned model), or
-        (None, None) when its weights are not finite."""
+    def history_title(self):
+        """history.png's title: the network, what was trained (the penalty, or the path's
+        points and its choice), the learning rate and the status."""
+        config, data = self.config, self.data
+        shape = f"{data.num_features}-{'-'.join(map(str, config.hidden))}-{data.num_outputs}"
+        selected = (self.chosen or {}).get("selected")
+        if config.path:
+            what = f"lambda path of {len(self.point_ends)} points"
+            if selected is not None:
+                what += f", chosen lambda {selected['lambda']:.3g} ({selected['rule']} rule)"
+        else:
+            what = "group " + " ".join(f"{value:g}" for value in config.group_layers
+                                       or [config.group_strength]) + ","
+            what += " l1 " + " ".join(f"{value:g}" for value in config.l1_layers or [config.l1])
+            what += f", l2 {config.l2:g}"
+        return f"{data.name}: {shape}, {what}, lr {config.lr:g}, {self.outcome.status}"
+
+    def path_marks(self):
+        """The path's kept points as (index, lambda, where its training ended), and the
+        chosen point's index (None without a choice): for history.png."""
+        chosen = self.chosen or {}
+        lambdas = {record["index"]: record["lambda"] for record in chosen.get("path", [])}
+        points = [(index, lambdas.get(index, 0.0), end) for index, end in self.point_ends]
+        selected = chosen.get("selected")
+        return points, None if selected is None else selected["index"]
+
+    def prunable(self):
+        """Whether the trained model is worth pruning and saving: it has not diverged, and
+        every weight is finite."""
+        return self.outcome.status != "diverged" and all(
+            np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in self.model.weights)
+
+    def summarize(self, pruned):
+        """Counts, test metrics and pruning of the trained model: (record, the models to
+        save), or (None, None) without `pruned` (prune_model's network and report)."""
         model, data, threshold = self.model, self.data, self.config.threshold
-        if self.outcome.status == "diverged" or not all(
-                np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights):
+        if pruned is None:
             return None, None
         units = count_active_units(model, threshold)
-        pruned, report = prune_model(model, threshold, data.feature_names)
+        pruned, report = pruned
         x_test = data.x_test[:, report.kept_inputs]
         difference = np.max(np.abs(keras.ops.convert_to_numpy(pruned(x_test))
                                    - keras.ops.convert_to_numpy(model(data.x_test))))
@@ -242,11 +282,12 @@ class Run:
             models.append(("pruned_finetuned.keras", in_raw_units(tuned, data, kept)))
         return record, models
 
-    def finish(self, steps, files=(), extra=None, footer=(), final_loss=None):
+    def finish(self, steps, pruned, files=(), extra=None, footer=(), final_loss=None):
         """Summarize, save and print after `steps` optimizer steps; returns the summary that
-        run.json holds. `files` are the demo's own outputs as (path, write) pairs, each
-        written whole or not at all; `final_loss` the last data loss, if the demo's records
-        know a later one than the last chunk's."""
+        run.json holds. `pruned`: prune_model's (network, report) of the trained model, or
+        None (the run diverged). `files` are the demo's own outputs as (path, write) pairs,
+        each written whole or not at all; `final_loss` the last data loss, if the demo's
+        records know a later one than the last chunk's."""
         outcome = self.outcome
         outcome.steps = steps
         if final_loss is not None and outcome.status != "diverged":
@@ -254,7 +295,7 @@ class Run:
         seconds, timed = self.path.timing if self.config.path else self._timing
         if timed:  # the demo's loop, or with --path the engine's (every fold together)
             outcome.ms_per_step = 1000.0 * seconds / timed
-        record, models = self.summarize()
+        record, models = self.summarize(pruned)
         return finish_run(
             self.demo, self.settings, self.data, self.run_dir, outcome, record, models, files,
             extra={"num_replicas": self.strategy.num_replicas_in_sync, **(extra or {}),

@@ -9,20 +9,8 @@ with --cv the other folds beside the run's own, all of them in one compiled comp
 
 from common.search.adaptive import kernel_regularizers, set_adaptive_weights
 from common.search.crossval import choice_records, cv_records
-from common.training.model import build_model, make_optimizer, make_regularizer
 from common.search.path import attach_scale, base_strength, carry_lambda, finish_path, path_epochs
 from common.search.choose import PathSettings, cv_label, run_search
-
-
-def regularizer_of(config):
-    """The run's penalty from the command line: one GroupSparse per kernel (common.training.model)."""
-    return make_regularizer(len(config.hidden) + 1, config.group_layers or config.group_strength,
-                            config.l1_layers or config.l1, config.l2, config.solver == "proximal")
-
-
-def optimizer_of(config, regularizer):
-    """Adam at --lr, applying `regularizer` proximally with --solver proximal."""
-    return make_optimizer(config.lr, regularizer, config.freeze_zeros)
 
 
 class PathRun:
@@ -34,18 +22,25 @@ class PathRun:
     included. Without these flags it is the demo's plain training.
     """
 
-    def __init__(self, config, data, model):
-        self.config, self.data, self.model = config, data, model
+    def __init__(self, config, data, model, build):
+        self.config, self.data, self.model, self.build = config, data, model, build
         self.points, self.ended, self.stages = [], "not started", {}
         self.timing = [0.0, 0]  # the engine's seconds and steps, the calls that traced left out
         self.folds = []  # --cv: (PathPoints, held-out rows) per fold, the run's own first
         self.settings = None  # the path's PathSettings, once it runs
         self.scale = attach_scale(model) if config.path else None
-        num_points = len(config.path_lambdas or ()) or config.path_points
         # Epochs per point, and the strength a path lambda replaces.
         self.point_epochs = path_epochs(config.path_epochs, config.epochs, config.eval_every)
         self.base = base_strength(config.group_strength, config.l1)
-        self.total_epochs = num_points * self.point_epochs if config.path else 0
+        self.total_epochs = self.epochs_of(config)
+
+    @staticmethod
+    def epochs_of(config):
+        """The epochs the path's points train, all of them together (0 without --path)."""
+        if not config.path:
+            return 0
+        num_points = len(config.path_lambdas or ()) or config.path_points
+        return num_points * path_epochs(config.path_epochs, config.epochs, config.eval_every)
 
     def train(self, train_epochs, show=None, on_point=None, on_penalty_change=None,
               on_chunk=None):
@@ -86,8 +81,7 @@ class PathRun:
             batch_size=config.batch_size, seed=config.seed, threshold=config.threshold,
             freeze_zeros=config.freeze_zeros, finetune=config.finetune,
             patience=config.patience, adaptive=config.adaptive, settle=config.path_settle)
-        # A fresh network of the same settings lends its layers.
-        template = build_model(self.data, config.hidden, regularizer_of(config))
+        template = self.build()  # a fresh network of the same settings lends its layers
 
         def adaptive_set():
             self.stages["adaptive_gamma"] = config.adaptive

@@ -3,8 +3,8 @@ fit (`UnitHistory`), gradients on every backend, and one fine-tuning with early 
 
 from common._exports import lazy_exports
 
-_EXPORTS = {"build_model": "model", "make_regularizer": "model", "make_optimizer": "model",
-            "evaluate": "model", "loss_name": "model", "row_losses": "model",
+_EXPORTS = {"build_model": "model", "evaluate": "model", "loss_name": "model",
+            "row_losses": "model", "fit_chunks": "fitting", "steps_per_call": "fitting",
             "training_batches": "batches", "make_strategy": "distribute",
             "UnitHistory": "monitor", "StepRecorder": "monitor", "IndexBatches": "fitting",
             "fit_in_chunks": "fitting", "finetune": "fitting"}

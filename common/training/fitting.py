@@ -84,21 +84,29 @@ class IndexBatches(keras.utils.PyDataset):
         return self.x[rows], self.y[rows]
 
 
+def fit_chunks(epochs, chunk):
+    """`epochs` data epochs as fit() calls: (fit() epochs, data epochs in each) pairs, chunks
+    of `chunk` data epochs and one shorter chunk for the rest, so that neither the speed nor
+    the evaluation cadence depends on how the epoch count factorizes."""
+    full, rest = divmod(epochs, chunk)
+    return [(count, size) for count, size in ((full, chunk), (1, rest)) if count and size]
+
+
+def steps_per_call(steps, one_step_per_call=False):
+    """compile's `steps_per_execution` for fit() epochs of `steps` steps: all of them in one
+    graph call, or one where Keras needs it (PyTorch's fit; Keras 3's fit under a
+    tf.distribute strategy, keras-team/keras#19246: `one_step_per_call`)."""
+    return 1 if one_step_per_call or keras.backend.backend() == "torch" else steps
+
+
 def fit_in_chunks(model, batches, epochs, chunk, compile_args,
                   callbacks=(), one_step_per_call=False, validation=None):
     """Compile with `compile_args` and fit `epochs` data epochs of `batches` (IndexBatches),
-    one fit() epoch per chunk of at most `chunk` data epochs.
-
-    `one_step_per_call` forces steps_per_execution 1 (Keras 3's fit under a tf.distribute
-    strategy needs it, keras-team/keras#19246). Callbacks see one fit() epoch per chunk.
-    """
-    full, rest = divmod(epochs, chunk)
-    for size, count in ((chunk, full), (rest, 1)):
-        if size == 0 or count == 0:
-            continue
+    one fit() epoch per chunk of at most `chunk` data epochs (fit_chunks, steps_per_call).
+    Callbacks see one fit() epoch per chunk."""
+    for count, size in fit_chunks(epochs, chunk):
         steps = size * batches.steps_per_epoch
-        # PyTorch's fit runs one step per call (Keras refuses steps_per_execution > 1 there).
-        per_call = 1 if one_step_per_call or keras.backend.backend() == "torch" else steps
+        per_call = steps_per_call(steps, one_step_per_call)
         # Compiled once per chunk size: a later call (a path's next point) reuses the graph.
         compiled_with = _COMPILED.get(model)
         if compiled_with is None or compiled_with[0] is not compile_args \

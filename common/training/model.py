@@ -5,38 +5,6 @@ import numpy as np
 from keras import ops
 
 from common.data.datasets import metric_name
-from common.penalty.penalties import GroupSparse
-
-
-def make_regularizer(kernels, group_strength, l1=0.0, l2=0.0, proximal=False):
-    """One GroupSparse per kernel of a network with `kernels` kernels (inputs first):
-    `group_strength` and `l1` are one value for every kernel or one per kernel; applied by
-    a proximal step when `proximal`. None when every strength is 0."""
-    groups = (tuple(group_strength) if isinstance(group_strength, (list, tuple))
-              else (group_strength,) * kernels)
-    l1s = tuple(l1) if isinstance(l1, (list, tuple)) else (l1,) * kernels
-    if not any(groups) and not any(l1s) and l2 == 0:
-        return None
-    return [GroupSparse(group_strength=group, l1=one_l1, l2=l2, proximal=proximal)
-            for group, one_l1 in zip(groups, l1s)]
-
-
-def is_proximal(regularizer):
-    """Whether `regularizer` (one, a list of them, or None) is applied by a proximal step."""
-    if isinstance(regularizer, (list, tuple)):
-        return any(is_proximal(one) for one in regularizer)
-    return regularizer is not None and getattr(regularizer, "proximal", False)
-
-
-def make_optimizer(lr, regularizer=None, freeze_zeros=False):
-    """Adam at learning rate `lr`; wrapped in a ProximalOptimizer when the regularizer (one,
-    or one per kernel) is applied proximally (`freeze_zeros`: a group at zero stays there)."""
-    optimizer = keras.optimizers.Adam(lr)
-    if is_proximal(regularizer):
-        from common.penalty.proximal_optimizer import ProximalOptimizer
-
-        optimizer = ProximalOptimizer(optimizer, freeze_zeros=freeze_zeros)
-    return optimizer
 
 
 def build_model(data, hidden, regularizer=None):
