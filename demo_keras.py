@@ -15,7 +15,6 @@ removed.
 """
 
 import sys
-from pathlib import Path
 
 # Only the light modules here: a bad flag or file is reported before TensorFlow loads.
 from common.backend import import_keras_quietly
@@ -148,12 +147,11 @@ def train(config, data, on_progress=None):
 def outputs(run, records, window=None):
     """(path, write) pairs, whatever the status (nothing done is lost): the history's picture
     (drawn in `window` if there is one) and numbers, the path's table and picture, the
-    kernels as heatmaps, and --save-model's file."""
+    kernels as heatmaps."""
     from common.data import metric_name
     from common.outputs.history import write_history_csv
     from common.outputs.path_outputs import path_files
     from common.outputs.pictures import plot_history, plot_kernels
-    from common.training import loss_name
 
     config, data, model, folder = run.config, run.data, run.model, run.run_dir
     files = [(folder / "history.png", lambda file: plot_history(
@@ -163,11 +161,6 @@ def outputs(run, records, window=None):
     if run.outcome.status != "diverged":  # the weights as heatmaps, removed rows marked
         files.append((folder / "kernels.png", lambda file: plot_kernels(
             model, data.feature_names, config.threshold, file, f"{data.name}: |W| at the end")))
-        if config.save_model and run.chief:
-            # Compiled again without the recorder, a training aid rather than part of the model.
-            with run.strategy.scope():
-                model.compile(optimizer=run.optimizer, loss=loss_name(data.task))
-            files.append((Path(config.save_model), model.save))
     return files
 
 

@@ -110,6 +110,7 @@ def test_preset_compact_is_the_path_with_exact_zeros():
     (["--target", "y"], "--target names a column of --csv PATH"),
     (["--save-model", "/no/such/dir/m.keras"], "the folder /no/such/dir does not exist"),
     (["--logdir", "/proc/no-such-run-folder"], "--logdir /proc/no-such-run-folder: cannot write"),
+    (["--logdir", ""], "--logdir is empty: name a folder"),
     (["--cv", "5"], "--cv belongs to --path; add --path or drop it"),
     (["--path", "--cv", "1"], "--cv: must be between 2 and 20, got 1"),
     (["--path", "--cv", "5", "--val-fraction", "0.3"],

@@ -5,6 +5,7 @@ Each test reproduces a way a run used to lose its results or end in a traceback.
 
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -70,12 +71,14 @@ def start(demo, logdir, *flags):
     ("demo_tensorflow", signal.SIGTERM, "terminated"),
     ("demo_keras", signal.SIGTERM, "terminated"),
     ("demo_tensorflow", signal.SIGINT, "interrupted"),
+    ("demo_keras", signal.SIGHUP, "hangup"),  # the terminal or the SSH session closed
 ])
 def test_a_signal_stops_training_and_keeps_everything(tmp_path, demo, signal_number, status):
     watched = start(demo, tmp_path)
     watched.process.send_signal(signal_number)
     returncode, _, err = watched.finish()
-    assert returncode == EXIT_CODES[status] == (143 if status == "terminated" else 130), err
+    assert returncode == EXIT_CODES[status] == {"terminated": 143, "interrupted": 130,
+                                                "hangup": 129}[status], err
     assert "Traceback" not in err
     (run_dir,) = tmp_path.iterdir()
     record = json.loads((run_dir / "run.json").read_text())
@@ -87,6 +90,53 @@ def test_a_signal_stops_training_and_keeps_everything(tmp_path, demo, signal_num
     else:
         assert any(name.startswith("events.out.tfevents") for name in names)
     no_partial_or_empty_files(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demo, signal_number, status", [
+    ("demo_tensorflow", signal.SIGTERM, "terminated"),
+    ("demo_keras", signal.SIGINT, "interrupted"),
+])
+def test_a_signal_as_the_settings_line_appears_ends_the_run_with_its_status(
+        tmp_path, demo, signal_number, status):
+    """A SIGTERM sent as soon as the settings line was printed killed the process by the
+    signal itself (no run.json, an empty run folder); a Ctrl-C then could be swallowed by a
+    garbage-collection callback, and the run trained on. From the script's first line a
+    signal is noted and the run stops at its next check: the exit code says which signal,
+    and the run folder holds a run.json that says so."""
+    watched = Watched(f"{demo}.py", "--epochs", "1000000", "--no-show", "--logdir",
+                      str(tmp_path), env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    watched.wait_for(f"{demo} on ", stream="stdout")
+    watched.process.send_signal(signal_number)
+    returncode, _, err = watched.finish()
+    assert returncode == EXIT_CODES[status], err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    for run_dir in tmp_path.iterdir():  # one folder, with its run.json
+        assert json.loads((run_dir / "run.json").read_text())["status"] == status
+    no_partial_or_empty_files(tmp_path)
+
+
+def test_a_signal_before_the_run_folder_is_made_leaves_none(tmp_path, monkeypatch, capsys):
+    """A stop noted before the run begins (here: during the data's loading) ends the script
+    with one line and the signal's exit code, and no run folder."""
+    from common.run import config as config_module
+    from common.run.lifecycle import run_as_script
+
+    real = config_module.load_or_exit
+
+    def load_then_signal(config):
+        data = real(config)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return data
+
+    monkeypatch.setattr(demo_keras, "load_or_exit", load_then_signal)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # run_as_script wraps both streams
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    assert run_as_script(lambda: demo_keras.main(
+        ["--epochs", "5", "--no-show", "--logdir", str(tmp_path / "runs")])) == 143
+    assert capsys.readouterr().err.strip().endswith(
+        "terminated before training started: nothing was trained")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_a_signal_during_training_never_raises_inside_tensorflow():
@@ -334,3 +384,46 @@ def test_a_stop_that_tensorflow_wraps_is_still_the_stop(tmp_path):
     assert summary["status"] == "terminated" and exit_code(summary) == 143
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["steps"] == 50
+
+
+@pytest.mark.parametrize("demo", DEMOS)
+def test_a_test_metric_that_is_not_finite_is_not_completed(tmp_path, monkeypatch, demo):
+    """Finite weights whose test predictions overflow (a CSV cell of 1e308 once got this far)
+    ended "completed" with exit 0 and bare NaN tokens in run.json: now the run has diverged,
+    saves no model, and run.json is strict JSON with null where the number is not finite."""
+    import common.run.skeleton
+
+    real = common.run.skeleton.evaluate
+
+    def overflowing(model, data, x=None, y=None, split="test"):
+        metrics = real(model, data, x=x, y=y, split=split)
+        return {name: math.nan for name in metrics} if split == "test" else metrics
+
+    monkeypatch.setattr(common.run.skeleton, "evaluate", overflowing)
+    module = DEMOS[demo]
+    summary = module.main(["--epochs", "5", "--no-show", "--logdir", str(tmp_path)])
+    assert summary["status"] == "diverged" and exit_code(summary) == 1
+    (run_dir,) = tmp_path.iterdir()
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in run.json")
+
+    record = json.loads((run_dir / "run.json").read_text(), parse_constant=refuse)
+    assert record["status"] == "diverged" and record["test"]["rmse"] is None
+    assert "not finite" in record["message"] and not (run_dir / "pruned.keras").exists()
+
+
+def test_the_tensorflow_demo_saves_with_save_model_as_the_keras_demo_does(tmp_path):
+    """--save-model was echoed and ignored by the TF demo."""
+    import keras
+
+    from common import GroupSparse, ProximalOptimizer
+
+    path = tmp_path / "trained.keras"
+    summary = demo_tensorflow.main(["--epochs", "20", "--solver", "proximal", "--logdir",
+                                    str(tmp_path / "runs"), "--save-model", str(path)])
+    assert summary["status"] == "completed" and path.name in summary["files"]
+    model = keras.saving.load_model(path)
+    assert isinstance(model.optimizer, ProximalOptimizer)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == summary["steps"] == 20
+    assert all(isinstance(layer.kernel_regularizer, GroupSparse) for layer in model.layers)

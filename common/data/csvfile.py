@@ -63,21 +63,15 @@ def parse_numeric_csv(path, content, target, skip_lines=0):
             raise DataError(f"{path}, line {line}: {len(row)} cells, the header has {len(header)}")
         for column_index, cell in enumerate(row):
             values[row_index, column_index] = number(cell, path, line, header[column_index])
-    with np.errstate(over="ignore"):
-        spans = np.ptp(values, axis=0)
-    if not np.all(np.isfinite(spans)):
-        column = header[int(np.argmin(np.isfinite(spans)))]
-        raise DataError(f"{path}, column {column!r}: its values span more than a float64 can "
-                        "hold; rescale that column")
-    target_index = header.index(target)
-    with np.errstate(over="ignore"):
-        squared_span = spans[target_index] ** 2
-    if not np.isfinite(squared_span):
-        raise DataError(f"{path}, column {target!r}: the target spans {spans[target_index]:.3g}, "
-                        "too wide to square its errors in float64; rescale that column")
+    target_index = header.index(target)  # every value fits float32 (number), so do spans
     features = np.delete(values, target_index, axis=1)
     names = [column for column in header if column != target]
     return features, values[:, target_index], names
+
+
+# The largest size of a value: the network, its scalers and pruned.keras compute in float32
+# (at most 3.4e38), and the difference of two values, the scalers' range, must fit too.
+FLOAT32_LIMIT = 1e38
 
 
 def number(cell, path, line, column):
@@ -89,4 +83,8 @@ def number(cell, path, line, column):
         raise DataError(f"{path}, line {line}, column {column!r}: {cell!r} is not a number") from None
     if not math.isfinite(value):
         raise DataError(f"{path}, line {line}, column {column!r}: {cell!r} is not a finite number")
+    if abs(value) > FLOAT32_LIMIT:
+        raise DataError(f"{path}, line {line}, column {column!r}: {cell!r} does not fit the "
+                        f"float32 numbers the network computes with (at most {FLOAT32_LIMIT:g} "
+                        "in size)")
     return value

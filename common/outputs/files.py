@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import errno
 import json
+import math
 import os
 import sys
 import tempfile
@@ -24,6 +25,8 @@ class OutputError(OSError):
 
 def check_writable_folder(folder, flag):
     """One sentence if `folder` cannot hold new files (created if missing), else None."""
+    if not str(folder).strip():
+        return f"{flag} is empty: name a folder (the default is summaries)"
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         return f"{flag} {folder}: this is a file, not a folder"
@@ -116,7 +119,23 @@ def write_text(path, text):
 
 
 def write_json(path, record):
-    write_text(path, json.dumps(record, indent=2, default=_plain) + "\n")
+    """`record` as strict JSON (what JavaScript's JSON.parse and jq read): a number that is
+    not finite becomes null."""
+    write_text(path, json.dumps(finite_or_none(record), indent=2, default=_plain,
+                                allow_nan=False) + "\n")
+
+
+def finite_or_none(value):
+    """`value` with every float that is NaN or infinite, at any depth, replaced by None."""
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    return value
 
 
 def _plain(value):

@@ -6,6 +6,7 @@ nor evaluates. A diverged run saves no model (its weights are not finite).
 """
 
 import dataclasses
+import math
 import shutil
 import sys
 import time
@@ -75,8 +76,15 @@ def finish_run(demo, settings, data, run_dir, outcome, record, models=(), files=
         summary["notes"] = ["no model was saved or pruned: the weights are not finite"]
     else:
         summary.update(record)
-        for name, model in models:
-            save(run_dir / name, model.save)
+        if all(math.isfinite(value) for value in record["test"].values()):
+            for name, model in models:
+                save(run_dir / name, model.save)
+        else:  # finite weights whose predictions overflow: not a result to keep
+            summary["notes"] = ["no model was saved: the test metrics are not finite"]
+            if summary["status"] == "completed":
+                summary["status"] = "diverged"
+                summary["message"] = outcome.message = (
+                    "the test metrics are not finite: the predictions overflow float32")
     summary.update(extra or {})
     summary["ms_per_step"] = outcome.ms_per_step
     summary["wall_seconds"] = time.perf_counter() - outcome.wall_started

@@ -78,7 +78,7 @@ class Config:
     cv: int | None = None  # path: choose by K-fold cross-validation (each fold holds out 1/K)
     no_pictures: bool = False  # no group-norm histograms and kernel images in TensorBoard
     no_show: bool = False  # Keras demo: never open a plot window
-    save_model: str | None = None  # Keras demo: also save the trained model (.keras) here
+    save_model: str | None = None  # also save the trained model (.keras, its optimizer too)
 
     @property
     def uses_validation(self):
@@ -225,7 +225,7 @@ def build_parser(demo):
         "layers make large images)")
     add("--no-show", action="store_true", help="Keras demo: save the plot, open no window")
     add("--save-model", metavar="PATH", type=keras_path,
-        help="Keras demo: save the trained model to PATH (.keras)")
+        help="save the trained model, with its optimizer, to PATH (.keras)")
     add("--strategy", choices=STRATEGIES,
         help="tf.distribute: none, mirrored (every GPU of this machine) or "
         "multiworker (one process per machine, cluster in TF_CONFIG)")

@@ -1,12 +1,15 @@
-"""How a run ends: Ctrl-C and SIGTERM stop training cleanly, and each ending has an exit code.
+"""How a run ends: Ctrl-C, SIGTERM and SIGHUP stop training cleanly, and each ending has an
+exit code.
 
     0 completed, 1 diverged or failed (a full disk, say), 2 bad input (one sentence, before
-    training), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: timeout, Docker, Slurm)
+    training), 129 hangup (SIGHUP: the terminal or SSH session closed), 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM: timeout, Docker, Slurm)
 
-During training both signals stop the run at the end of the current chunk of steps
-(`Stopped` raised between chunks, never inside TensorFlow); the demo then writes everything
-it has. While it writes, further signals are noted and ignored, so no file is
-left half written. Nothing here imports TensorFlow.
+From the script's first line on (run_as_script), a signal is only noted: the run raises
+`Stopped` at the next point it checks (before the run folder is made, between chunks of
+steps), never inside TensorFlow or a library callback that could swallow it. The demo then
+writes everything it has. While it writes, further signals are noted and ignored, so no file
+is left half written. Nothing here imports TensorFlow.
 """
 
 import contextlib
@@ -18,11 +21,17 @@ import time
 
 SCRIPT_STARTED = None  # time.perf_counter() when run_as_script started the demo
 
-EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": 130, "terminated": 143}
+EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 1, "hangup": 129, "interrupted": 130,
+              "terminated": 143}
+# The signals that stop a run, and the status each gives (SIGHUP does not exist on Windows).
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+if hasattr(signal, "SIGHUP"):
+    STOP_SIGNALS[signal.SIGHUP] = "hangup"
 
 
 class Stopped(KeyboardInterrupt):
-    """Training was stopped from outside: `status` is "interrupted" (SIGINT) or "terminated"."""
+    """Training was stopped from outside: `status` is "interrupted" (SIGINT), "terminated"
+    (SIGTERM) or "hangup" (SIGHUP)."""
 
     def __init__(self, status):
         super().__init__(status)
@@ -46,8 +55,9 @@ _ACTIVE = []
 
 @contextlib.contextmanager
 def stop_on_signals(at_once=True):
-    """SIGINT and SIGTERM stop what the body does; call the yielded `shield()` once training
-    is over, after which signals only print a note until the block ends.
+    """SIGINT, SIGTERM and SIGHUP stop what the body does; call the yielded `shield()` once
+    training is over, after which signals only print a note until the block ends. A stop
+    noted by an enclosing block (run_as_script's) carries into this one.
 
     With `at_once`, the signal raises Stopped where it lands (plain Python: a wait for other
     workers). Without it, the signal is only noted and `raise_if_stopped()`, which training
@@ -59,7 +69,9 @@ def stop_on_signals(at_once=True):
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None  # signal handlers belong to the main thread: leave them alone
         return
-    state = {"stopped": None, "writing": False}
+    state = {"stopped": _ACTIVE[-1]["stopped"] if _ACTIVE else None, "writing": False}
+    if at_once and state["stopped"]:
+        raise Stopped(state["stopped"])
 
     def handler(number, frame):
         if state["writing"]:
@@ -70,15 +82,14 @@ def stop_on_signals(at_once=True):
             print("\nstopping after this chunk of training; what was done is kept",
                   file=sys.stderr, flush=True)
             return
-        state["stopped"] = "interrupted" if number == signal.SIGINT else "terminated"
+        state["stopped"] = STOP_SIGNALS[number]
         if at_once:
             raise Stopped(state["stopped"])
 
     def shield():
         state["writing"] = True
 
-    previous = {number: signal.signal(number, handler)
-                for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
     _ACTIVE.append(state)
     try:
         yield shield
@@ -133,14 +144,17 @@ def survive_closed_pipes():
 
 def run_as_script(main):
     """A demo's `main()` as a command: its exit code, every output proof against a closed
-    pipe, and a Ctrl-C before training started (the imports, say) one line and exit 130."""
+    pipe, signals noted from here on (stop_on_signals), and a stop before training started
+    (the imports, say) one line and its exit code."""
     global SCRIPT_STARTED
     SCRIPT_STARTED = time.perf_counter()  # the start-up (imports, data) is timed from here
     survive_closed_pipes()  # `| head` must not lose the run
     try:
-        return exit_code(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted before training started: nothing was trained", file=sys.stderr)
-        return EXIT_CODES["interrupted"]
+        with stop_on_signals(at_once=False):
+            return exit_code(main())
+    except KeyboardInterrupt as stop:
+        status = stop_status(stop)
+        print(f"\n{status} before training started: nothing was trained", file=sys.stderr)
+        return EXIT_CODES[status]
     finally:
         SCRIPT_STARTED = None

@@ -22,6 +22,7 @@ import contextlib
 import math
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -31,7 +32,7 @@ from common.training.distribute import is_chief, make_strategy
 from common.outputs.files import is_disk_full_message, new_run_dir
 from common.training.fitting import finetune
 from common.run.lifecycle import raise_if_stopped, stop_on_signals, stop_status
-from common.training.model import evaluate
+from common.training.model import evaluate, loss_name
 from common.shrink.pruning import prune_model, thresholded_copy, with_scaling
 from common.outputs.report import ProgressBar, print_config
 from common.run.stages import PathRun
@@ -50,6 +51,7 @@ class Run:
         # What the outputs read: every setting, and those that differ from the defaults.
         self.settings, self.changed = config.settings(), config.changed(demo)
         self.on_progress = on_progress
+        raise_if_stopped()  # a signal since the script started: no run folder is made
         self._started = time.perf_counter()
         self.strategy = make_strategy(config.strategy)  # first: multi-worker set-up comes first
         self.chief = is_chief(self.strategy)  # only the chief writes files
@@ -282,6 +284,16 @@ class Run:
             models.append(("pruned_finetuned.keras", in_raw_units(tuned, data, kept)))
         return record, models
 
+    def saved_model(self, finite):
+        """--save-model's (path, write) pair when the weights are `finite`: the trained
+        model compiled with its optimizer and data loss (the Keras demo's recorder, a
+        training aid, is left out), so that it loads and trains on."""
+        if not (self.config.save_model and self.chief and finite):
+            return []
+        with self.strategy.scope():
+            self.model.compile(optimizer=self.optimizer, loss=loss_name(self.data.task))
+        return [(Path(self.config.save_model), self.model.save)]
+
     def finish(self, steps, pruned, files=(), extra=None, footer=(), final_loss=None):
         """Summarize, save and print after `steps` optimizer steps; returns the summary that
         run.json holds. `pruned`: prune_model's (network, report) of the trained model, or
@@ -296,6 +308,8 @@ class Run:
         if timed:  # the demo's loop, or with --path the engine's (every fold together)
             outcome.ms_per_step = 1000.0 * seconds / timed
         record, models = self.summarize(pruned)
+        files = [*files, *self.saved_model(record is not None and all(
+            math.isfinite(value) for value in record["test"].values()))]
         return finish_run(
             self.demo, self.settings, self.data, self.run_dir, outcome, record, models, files,
             extra={"num_replicas": self.strategy.num_replicas_in_sync, **(extra or {}),

@@ -63,6 +63,17 @@ class PathSettings:
     repeats: int = 1
 
     def __post_init__(self):
+        for name in ("points", "epochs", "point_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if self.folds is not None and (isinstance(self.folds, bool) or not isinstance(
+                self.folds, (int, np.integer)) or self.folds < 2):
+            raise ValueError(f"folds must be None or a whole number of at least 2, got "
+                             f"{self.folds!r}")
+        if self.finetune < 0 or (self.patience is not None and self.patience < 1):
+            raise ValueError(f"finetune must be at least 0 and patience None or at least 1, got "
+                             f"finetune={self.finetune!r}, patience={self.patience!r}")
         if self.repeats < 1 or (self.repeats > 1 and not self.folds):
             raise ValueError(f"repeats must be 1, or more with folds (repeated cross-validation), "
                              f"got repeats={self.repeats} with folds={self.folds}")
@@ -182,6 +193,7 @@ class PathChoice:
     model: object
     pruned: object
     report: object
+    classes: list | None = None  # classification: the label of each output, as in y
 
 
 def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
@@ -191,9 +203,17 @@ def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
     (None: 1/folds with `folds`, as the demos' --cv, else 0.2). `settings`: PathSettings'
     fields but the strengths, which come from the network's GroupSparse regularizers.
     Returns PathChoice."""
+    import keras
+
     from common.shrink.pruning import prune_model
 
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
     model, template = build(), build()
+    for layer in model.layers:  # the engine trains Dense kernels and biases, nothing else
+        if not isinstance(layer, (keras.layers.Dense, keras.layers.InputLayer)):
+            raise ValueError(f"choose_lambda trains and prunes a chain of Dense layers; layer "
+                             f"{layer.name!r} is a {type(layer).__name__}, which it cannot")
     regularizers = [regularizer for _, regularizer in kernel_regularizers(model)]
     if not regularizers:
         raise ValueError("the network has no GroupSparse kernel regularizer for lambda to scale")
@@ -201,6 +221,10 @@ def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
                             l1=max(r.l1 for r in regularizers), **settings)
     if val_fraction is None:  # the run's own split is one fold: 1/K of the rows, as --cv K
         val_fraction = 1 / settings.folds if settings.folds else 0.2
+    x, y, classes = checked_arrays(x, y, task, model.outputs[0].shape[-1])
+    if settings.folds and settings.folds > len(x):
+        raise ValueError(f"folds={settings.folds} needs at least that many rows; x has "
+                         f"{len(x)}")
     data = arrays_dataset(x, y, task, val_fraction, settings.seed)
     points = []
     ended, folds = run_search(model, data, template, settings, points, [0.0, 0])
@@ -215,12 +239,61 @@ def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
                                                                      settings.l1))
     pruned, report = prune_model(model, settings.threshold, data.feature_names)
     return PathChoice(records or chosen["path"], chosen["selected"], chosen["path"], ended,
-                      model, pruned, report)
+                      model, pruned, report, classes)
 
 
 def cv_label(folds, repeats):
     """How the choice names its cross-validation: "5" (5-fold), "2 x 5" (repeated)."""
     return f"{repeats} x {folds}" if repeats > 1 else folds
+
+
+def checked_arrays(x, y, task, num_outputs):
+    """Rows (x, y) as choose_lambda trains on them, checked as scikit-learn's check_X_y
+    checks: (x float32 [n, features], y, classes). Regression targets become [n, outputs];
+    class labels, any values, become 0 .. C-1 in sorted order, `classes` their labels (None
+    for regression). A ValueError says, in one sentence, what does not fit."""
+    try:
+        x = np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("x must hold numbers only") from None
+    if x.ndim != 2 or not x.size:
+        raise ValueError(f"x must be 2-D (rows, features) with rows and columns, got shape "
+                         f"{x.shape}")
+    bad = np.argwhere(~np.isfinite(x) | (np.abs(x) > np.finfo(np.float32).max))
+    if len(bad):
+        row, column = bad[0]
+        raise ValueError(f"x[{row}, {column}] is {x[row, column]}: every value must be a "
+                         "finite number that fits float32")
+    y = np.asarray(y)
+    if len(y) != len(x):
+        raise ValueError(f"x has {len(x)} rows and y has {len(y)}: one target row per row of x")
+    if task == "classification":
+        if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
+            raise ValueError(f"class labels must be one per row, got y of shape {y.shape}")
+        y = y.reshape(-1)
+        try:
+            classes, codes = np.unique(y, return_inverse=True)
+        except TypeError:
+            raise ValueError("class labels must be comparable values of one kind (numbers or "
+                             "strings)") from None
+        if len(classes) > num_outputs:
+            shown = ", ".join(map(repr, classes.tolist()[:10]))
+            raise ValueError(f"y holds {len(classes)} classes ({shown}"
+                             f"{', ...' if len(classes) > 10 else ''}) but the network has "
+                             f"{num_outputs} outputs: one output per class")
+        return x.astype(np.float32), codes.astype(np.int32), classes.tolist()
+    try:
+        y = np.asarray(y, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("regression targets y must be numbers") from None
+    y = y.reshape(-1, 1) if y.ndim == 1 else y
+    if y.ndim != 2 or y.shape[1] != num_outputs:
+        raise ValueError(f"y must be {len(x)} rows of {num_outputs} targets (the network's "
+                         f"outputs), got shape {y.shape}")
+    if not np.all(np.isfinite(y) & (np.abs(y) <= np.finfo(np.float32).max)):
+        row = int(np.argwhere(~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max))[0][0])
+        raise ValueError(f"y's row {row} is not a finite number that fits float32")
+    return x.astype(np.float32), y.astype(np.float32), None
 
 
 def arrays_dataset(x, y, task, val_fraction, seed):

@@ -13,6 +13,7 @@ buffer after each graph call. Use both:
 
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -121,6 +122,25 @@ def _current(scope, ref, value):
     return value if current is None else current
 
 
+def warn_if_nothing_applies_the_penalty(model):
+    """A GroupSparse(..., proximal=True) adds nothing to the loss: only a ProximalOptimizer
+    applies it. Warn, once per model, when `model` is compiled with another optimizer."""
+    from common.penalty.proximal_optimizer import ProximalOptimizer
+
+    proximal = [layer.name for layer in model.layers
+                if getattr(getattr(layer, "kernel_regularizer", None), "proximal", False)]
+    optimizer = getattr(model, "optimizer", None)
+    if proximal and optimizer is not None and not isinstance(optimizer, ProximalOptimizer) \
+            and not getattr(model, "_warned_no_proximal_optimizer", False):
+        model._warned_no_proximal_optimizer = True
+        warnings.warn(
+            f"the GroupSparse(..., proximal=True) penalty of {', '.join(proximal)} is applied "
+            f"by a ProximalOptimizer, and this model's optimizer is a "
+            f"{type(optimizer).__name__}: nothing applies it (wrap it: "
+            "ProximalOptimizer(keras.optimizers.Adam()), or use proximal=False)",
+            UserWarning, stacklevel=2)
+
+
 class UnitHistory(keras.callbacks.Callback):
     """One record per data epoch: data loss, penalty, active units per layer; test loss too.
 
@@ -152,6 +172,9 @@ class UnitHistory(keras.callbacks.Callback):
         columns["test_epoch"] = [epoch for epoch, _ in tests]
         columns["test"] = [metrics for _, metrics in tests]
         return columns
+
+    def on_train_begin(self, logs=None):
+        warn_if_nothing_applies_the_penalty(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         if hasattr(self.model, "jax_state_sync"):  # JAX: the step's state into the variables
