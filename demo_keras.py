@@ -97,7 +97,8 @@ def train(config, data, on_progress=None):
             run.diverged(f"NaN or infinite in epoch {history.diverged_at}")
         return history.diverged_at is not None
 
-    # 4. Training: compile with the data loss (fit adds the GroupSparse penalties), then fit.
+    # 4. Training: compile with the data loss, then fit. fit adds the kernels' GroupSparse
+    # penalties to it (with --solver proximal they add nothing: the optimizer applies them).
     callbacks = [history, keras.callbacks.LambdaCallback(on_epoch_end=chunk_done),
                  events.callback()]
 

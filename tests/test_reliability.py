@@ -111,9 +111,65 @@ def test_a_signal_as_the_settings_line_appears_ends_the_run_with_its_status(
     returncode, _, err = watched.finish()
     assert returncode == EXIT_CODES[status], err
     assert "Traceback" not in err and "Exception ignored" not in err
-    for run_dir in tmp_path.iterdir():  # one folder, with its run.json
-        assert json.loads((run_dir / "run.json").read_text())["status"] == status
+    (run_dir,) = tmp_path.iterdir()  # made before the settings line: it says what happened
+    assert json.loads((run_dir / "run.json").read_text())["status"] == status
     no_partial_or_empty_files(tmp_path)
+
+
+def test_a_noted_stop_carries_into_inner_blocks_and_no_signal_raises_where_it_lands(capsys):
+    from common.run.lifecycle import Stopped, raise_if_stopped, stop_on_signals
+
+    with stop_on_signals(at_once=False, before_training=True):
+        os.kill(os.getpid(), signal.SIGTERM)  # noted, with one line
+        with stop_on_signals(at_once=False):  # the run's own block inherits it
+            with pytest.raises(Stopped) as stop:
+                raise_if_stopped()
+        assert stop.value.status == "terminated"
+        with pytest.raises(Stopped):  # a block that stops at once does so as it starts
+            with stop_on_signals(at_once=True):
+                pytest.fail("the block ran although a stop was noted")
+        os.kill(os.getpid(), signal.SIGINT)  # asked again: still only noted, never raised here
+        with pytest.raises(Stopped) as stop:
+            raise_if_stopped()
+        assert stop.value.status == "terminated"  # the first signal's status
+    err = capsys.readouterr().err
+    assert "terminated: the run stops at its next check" in err
+    assert "already stopping: the run stops at its next check" in err
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_signal_set_to_be_ignored_stays_ignored_as_nohup_asks():
+    """`nohup` (or `trap '' HUP`) starts the run with SIGHUP ignored: the run keeps it so, and
+    goes on when the terminal closes."""
+    from common.run.lifecycle import raise_if_stopped, stop_on_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_on_signals(at_once=False, before_training=True):
+            with stop_on_signals(at_once=False):
+                assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+                os.kill(os.getpid(), signal.SIGHUP)
+                raise_if_stopped()  # nothing was noted
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_closed_terminal_quiets_the_output_instead_of_ending_the_run():
+    """Once the terminal is gone, writing to it fails with EIO (not a broken pipe): the run's
+    streams go quiet, as for `| head`, so it can still write its files."""
+    import io
+
+    from common.run.lifecycle import _ClosedPipeProof
+
+    controller, terminal = os.openpty()
+    stream = io.TextIOWrapper(io.FileIO(terminal, "w"), write_through=True)
+    guarded = _ClosedPipeProof(stream)
+    guarded.write("before\n")
+    os.close(controller)  # the terminal closes
+    for _ in range(3):  # the first write may still be buffered by the terminal
+        assert guarded.write("after the terminal closed\n") == len("after the terminal closed\n")
+        guarded.flush()
+    stream.close()
 
 
 def test_a_signal_before_the_run_folder_is_made_leaves_none(tmp_path, monkeypatch, capsys):

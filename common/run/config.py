@@ -15,6 +15,7 @@ from common.run.arguments import (MAX_EVAL_EVERY, MAX_FOLDS, MAX_GAMMA, MAX_LR, 
                               positive_float, positive_int, seed, width)
 from common.data.datasets import DataError, ValidationTooSmall, fold_datasets, load_dataset
 from common.outputs.files import check_output_file, check_writable_folder
+from common.run.lifecycle import raise_if_stopped
 
 DATASETS = ("boston", "diabetes", "digits", "california", "csv")
 SOLVERS = ("subgradient", "proximal")
@@ -139,7 +140,7 @@ def build_parser(demo):
         description="Group sparse regularization (Scardapane et al., 2017): train, count "
         "the surviving units, prune. Flags the other demo uses are accepted here too.",
         epilog="Exit codes: 0 completed, 1 diverged or failed, 2 bad input, "
-        "130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
+        "129 hangup (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="compact: the smallest network the validation data supports: --path "
                         "--adaptive --path-points 40 --path-epochs (3 x --epochs) "
@@ -297,6 +298,7 @@ def load_or_exit(config):
                             config.val_fraction if config.uses_validation else None)
         if config.cv:  # the folds can be carved: said now, not after the run's own path
             fold_datasets(data, config.cv, config.seed)
+        raise_if_stopped()  # a signal while the data loaded: the run ends before it began
         return data
     except ValidationTooSmall as error:  # named by the flag the user gave (or the preset's)
         flag = f"--cv {config.cv}" if config.cv else f"--val-fraction {error.fraction:g}"

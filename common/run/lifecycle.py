@@ -13,6 +13,7 @@ is left half written. Nothing here imports TensorFlow.
 """
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -54,7 +55,7 @@ _ACTIVE = []
 
 
 @contextlib.contextmanager
-def stop_on_signals(at_once=True):
+def stop_on_signals(at_once=True, before_training=False):
     """SIGINT, SIGTERM and SIGHUP stop what the body does; call the yielded `shield()` once
     training is over, after which signals only print a note until the block ends. A stop
     noted by an enclosing block (run_as_script's) carries into this one.
@@ -65,7 +66,10 @@ def stop_on_signals(at_once=True):
     TensorFlow's own Python code can crash the interpreter (a segmentation fault while it
     creates an EagerTensor, in about 1 of 10 Ctrl-Cs early in the TF demo's training), and
     a graph call cannot be cut short anyway. `raise_if_stopped()` also ends a run whose
-    Stopped was swallowed where it landed (a __del__, a callback whose errors are printed)."""
+    Stopped was swallowed where it landed (a __del__, a callback whose errors are printed).
+    `before_training` (run_as_script's block): a signal is noted with one line, never raised
+    where it lands (inside TensorFlow's import, say). A signal set to be ignored (`nohup`, `trap '' HUP`) stays
+    ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None  # signal handlers belong to the main thread: leave them alone
         return
@@ -78,6 +82,10 @@ def stop_on_signals(at_once=True):
             print("\nstill writing the results; they will be complete in a moment",
                   file=sys.stderr, flush=True)
             return
+        if state["stopped"] and before_training:
+            print("\nalready stopping: the run stops at its next check", file=sys.stderr,
+                  flush=True)
+            return
         if state["stopped"]:  # a second signal must not break the ending of the first
             print("\nstopping after this chunk of training; what was done is kept",
                   file=sys.stderr, flush=True)
@@ -85,11 +93,15 @@ def stop_on_signals(at_once=True):
         state["stopped"] = STOP_SIGNALS[number]
         if at_once:
             raise Stopped(state["stopped"])
+        if before_training:
+            print(f"\n{state['stopped']}: the run stops at its next check", file=sys.stderr,
+                  flush=True)
 
     def shield():
         state["writing"] = True
 
-    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS
+                if signal.getsignal(number) is not signal.SIG_IGN}
     _ACTIVE.append(state)
     try:
         yield shield
@@ -117,14 +129,18 @@ class _ClosedPipeProof:
     def write(self, text):
         try:
             return self._stream.write(text)
-        except BrokenPipeError:
+        except OSError as error:
+            if not _reader_gone(error):
+                raise
             self._to_devnull()
             return len(text)
 
     def flush(self):
         try:
             self._stream.flush()
-        except BrokenPipeError:
+        except OSError as error:
+            if not _reader_gone(error):
+                raise
             self._to_devnull()
 
     def _to_devnull(self):
@@ -135,6 +151,12 @@ class _ClosedPipeProof:
 
     def __getattr__(self, name):  # isatty, fileno, encoding, ...
         return getattr(self._stream, name)
+
+
+def _reader_gone(error):
+    """Whether `error` says the reader has gone: a closed pipe, or a closed terminal (SIGHUP's
+    usual cause: writing to it then fails with EIO)."""
+    return isinstance(error, BrokenPipeError) or error.errno in (errno.EIO, errno.ENXIO)
 
 
 def survive_closed_pipes():
@@ -150,7 +172,7 @@ def run_as_script(main):
     SCRIPT_STARTED = time.perf_counter()  # the start-up (imports, data) is timed from here
     survive_closed_pipes()  # `| head` must not lose the run
     try:
-        with stop_on_signals(at_once=False):
+        with stop_on_signals(at_once=False, before_training=True):
             return exit_code(main())
     except KeyboardInterrupt as stop:
         status = stop_status(stop)

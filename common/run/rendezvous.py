@@ -80,20 +80,19 @@ def meet_workers_or_exit(timeout):
     workers are missing, 130 on Ctrl-C, 143 on SIGTERM (nothing has been written yet)."""
     import sys
 
-
     def say_waiting(peers):
         names = ", ".join(f"{name} at {address}" for name, address in peers.items())
         print(f"waiting up to {timeout:g} s (--connect-timeout) for {names}", file=sys.stderr,
               flush=True)
 
-    with stop_on_signals():
-        try:
+    try:
+        with stop_on_signals():  # raises at once for a stop noted before it
             meet_workers(timeout, on_listening=say_waiting)
-        except WorkersMissing as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(1) from None
-        except KeyboardInterrupt as stop:
-            status = stop_status(stop)
-            print(f"{status} while waiting for the other workers: nothing was written",
-                  file=sys.stderr)
-            raise SystemExit(EXIT_CODES[status]) from None
+    except WorkersMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt as stop:
+        status = stop_status(stop)
+        print(f"{status} while waiting for the other workers: nothing was written",
+              file=sys.stderr)
+        raise SystemExit(EXIT_CODES[status]) from None

@@ -56,6 +56,7 @@ class Run:
         self.strategy = make_strategy(config.strategy)  # first: multi-worker set-up comes first
         self.chief = is_chief(self.strategy)  # only the chief writes files
         keras.utils.set_random_seed(config.seed)  # before the demo builds its network
+        raise_if_stopped()  # still no run folder
         self.run_dir = new_run_dir(config.logdir, demo, self.chief)
         print_config(config.applying(), demo)
         self.model = self.optimizer = self.outcome = self.path = None  # until start
@@ -308,8 +309,16 @@ class Run:
         if timed:  # the demo's loop, or with --path the engine's (every fold together)
             outcome.ms_per_step = 1000.0 * seconds / timed
         record, models = self.summarize(pruned)
-        files = [*files, *self.saved_model(record is not None and all(
-            math.isfinite(value) for value in record["test"].values()))]
+        if record is not None and not all(math.isfinite(value)
+                                          for value in record["test"].values()):
+            # Finite weights whose test predictions overflow: not a result to keep. Decided
+            # before any file is written, so that every file says so.
+            if outcome.status == "completed":
+                outcome.status = "diverged"
+                outcome.message = ("the test metrics are not finite: the predictions overflow "
+                                   "float32")
+            record["notes"], models = ["no model was saved: the test metrics are not finite"], []
+        files = [*files, *self.saved_model(bool(models))]
         return finish_run(
             self.demo, self.settings, self.data, self.run_dir, outcome, record, models, files,
             extra={"num_replicas": self.strategy.num_replicas_in_sync, **(extra or {}),

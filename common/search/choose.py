@@ -71,7 +71,8 @@ class PathSettings:
                 self.folds, (int, np.integer)) or self.folds < 2):
             raise ValueError(f"folds must be None or a whole number of at least 2, got "
                              f"{self.folds!r}")
-        if self.finetune < 0 or (self.patience is not None and self.patience < 1):
+        if not isinstance(self.finetune, (int, np.integer)) or self.finetune < 0 or (
+                self.patience is not None and self.patience < 1):
             raise ValueError(f"finetune must be at least 0 and patience None or at least 1, got "
                              f"finetune={self.finetune!r}, patience={self.patience!r}")
         if self.repeats < 1 or (self.repeats > 1 and not self.folds):
@@ -221,6 +222,9 @@ def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
                             l1=max(r.l1 for r in regularizers), **settings)
     if val_fraction is None:  # the run's own split is one fold: 1/K of the rows, as --cv K
         val_fraction = 1 / settings.folds if settings.folds else 0.2
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1 (the share of rows held out), "
+                         f"got {val_fraction!r}")
     x, y, classes = checked_arrays(x, y, task, model.outputs[0].shape[-1])
     if settings.folds and settings.folds > len(x):
         raise ValueError(f"folds={settings.folds} needs at least that many rows; x has "
@@ -250,8 +254,8 @@ def cv_label(folds, repeats):
 def checked_arrays(x, y, task, num_outputs):
     """Rows (x, y) as choose_lambda trains on them, checked as scikit-learn's check_X_y
     checks: (x float32 [n, features], y, classes). Regression targets become [n, outputs];
-    class labels, any values, become 0 .. C-1 in sorted order, `classes` their labels (None
-    for regression). A ValueError says, in one sentence, what does not fit."""
+    class labels 0 .. outputs-1 stay as they are (`classes` [0, 1, ...]), other labels of any
+    kind become 0 .. C-1 in sorted order (`classes` their labels); None for regression. A ValueError says, in one sentence, what does not fit."""
     try:
         x = np.asarray(x, np.float64)
     except (TypeError, ValueError):
@@ -264,13 +268,23 @@ def checked_arrays(x, y, task, num_outputs):
         row, column = bad[0]
         raise ValueError(f"x[{row}, {column}] is {x[row, column]}: every value must be a "
                          "finite number that fits float32")
-    y = np.asarray(y)
-    if len(y) != len(x):
-        raise ValueError(f"x has {len(x)} rows and y has {len(y)}: one target row per row of x")
+    try:
+        y = np.asarray(y)
+    except ValueError:
+        raise ValueError("y must be one target row per row of x, all of one length") from None
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"x has {len(x)} rows and y has {len(y) if y.ndim else 0}: one "
+                         "target row per row of x")
     if task == "classification":
         if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
             raise ValueError(f"class labels must be one per row, got y of shape {y.shape}")
         y = y.reshape(-1)
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError(f"y's row {int(np.argmin(np.isfinite(y)))} is not a finite label")
+        if y.dtype.kind in "iu" or (y.dtype.kind == "f" and np.all(y == np.round(y))):
+            labels = y.astype(np.int64)
+            if labels.min() >= 0 and labels.max() < num_outputs:  # output k is label k
+                return x.astype(np.float32), labels.astype(np.int32), list(range(num_outputs))
         try:
             classes, codes = np.unique(y, return_inverse=True)
         except TypeError:
@@ -279,8 +293,8 @@ def checked_arrays(x, y, task, num_outputs):
         if len(classes) > num_outputs:
             shown = ", ".join(map(repr, classes.tolist()[:10]))
             raise ValueError(f"y holds {len(classes)} classes ({shown}"
-                             f"{', ...' if len(classes) > 10 else ''}) but the network has "
-                             f"{num_outputs} outputs: one output per class")
+                             f"{', ...' if len(classes) > 10 else ''}), more than the "
+                             f"network's {num_outputs} outputs: one output per class")
         return x.astype(np.float32), codes.astype(np.int32), classes.tolist()
     try:
         y = np.asarray(y, np.float64)
@@ -288,8 +302,8 @@ def checked_arrays(x, y, task, num_outputs):
         raise ValueError("regression targets y must be numbers") from None
     y = y.reshape(-1, 1) if y.ndim == 1 else y
     if y.ndim != 2 or y.shape[1] != num_outputs:
-        raise ValueError(f"y must be {len(x)} rows of {num_outputs} targets (the network's "
-                         f"outputs), got shape {y.shape}")
+        raise ValueError(f"y must be {len(x)} rows of as many targets as the network has "
+                         f"outputs ({num_outputs}), got shape {y.shape}")
     if not np.all(np.isfinite(y) & (np.abs(y) <= np.finfo(np.float32).max)):
         row = int(np.argwhere(~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max))[0][0])
         raise ValueError(f"y's row {row} is not a finite number that fits float32")
