@@ -19,12 +19,14 @@ QUICK = dict(points=2, epochs=3, point_epochs=3)
 
 
 def network(inputs=4, outputs=1, extra=()):
-    """A builder of an inputs-6-outputs network, GroupSparse (proximal) on both kernels."""
+    """A builder of an inputs-6-outputs network, GroupSparse (proximal) on both kernels; with
+    several outputs, class probabilities (softmax), as the cross-entropy loss reads them."""
     return lambda: keras.Sequential([
         keras.Input((inputs,)),
         keras.layers.Dense(6, "relu", kernel_regularizer=GroupSparse(1e-3, proximal=True)),
         *[layer() for layer in extra],
-        keras.layers.Dense(outputs, kernel_regularizer=GroupSparse(1e-3, proximal=True))])
+        keras.layers.Dense(outputs, "softmax" if outputs > 1 else None,
+                           kernel_regularizer=GroupSparse(1e-3, proximal=True))])
 
 
 def rows(n=40, features=4, seed=0):
@@ -86,6 +88,10 @@ def test_class_labels_are_refused_with_the_labels_and_the_width_or_encoded():
     refused(r"y holds 3 classes \(-1, 1, 5\), more than the network's 2 outputs",
             build=network(outputs=2), y=np.where(np.arange(40) == 0, -1, labels),
             task="classification")
+    refused(r"classification reads class probabilities: give the last layer \('\w+'\) "
+            r"activation='softmax'", build=lambda: keras.Sequential([
+                keras.Input((4,)), keras.layers.Dense(2, kernel_regularizer=GroupSparse(1e-3))]),
+            y=labels, task="classification")
     refused(r"y's row 0 is not a finite label", build=network(outputs=2),
             y=np.where(np.arange(40) == 0, np.nan, 1.0), task="classification")
     found = choose_lambda(network(outputs=2), x, labels, task="classification", **QUICK)

@@ -215,6 +215,11 @@ def choose_lambda(build, x, y, task="regression", val_fraction=None, rule="1se",
         if not isinstance(layer, (keras.layers.Dense, keras.layers.InputLayer)):
             raise ValueError(f"choose_lambda trains and prunes a chain of Dense layers; layer "
                              f"{layer.name!r} is a {type(layer).__name__}, which it cannot")
+    last = model.layers[-1]
+    if task == "classification" and getattr(last, "activation", None) is not \
+            keras.activations.softmax:
+        raise ValueError(f"classification reads class probabilities: give the last layer "
+                         f"({last.name!r}) activation='softmax'")
     regularizers = [regularizer for _, regularizer in kernel_regularizers(model)]
     if not regularizers:
         raise ValueError("the network has no GroupSparse kernel regularizer for lambda to scale")
