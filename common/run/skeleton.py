@@ -51,12 +51,11 @@ class Run:
         # What the outputs read: every setting, and those that differ from the defaults.
         self.settings, self.changed = config.settings(), config.changed(demo)
         self.on_progress = on_progress
-        raise_if_stopped()  # a signal since the script started: no run folder is made
         self._started = time.perf_counter()
         self.strategy = make_strategy(config.strategy)  # first: multi-worker set-up comes first
         self.chief = is_chief(self.strategy)  # only the chief writes files
         keras.utils.set_random_seed(config.seed)  # before the demo builds its network
-        raise_if_stopped()  # still no run folder
+        raise_if_stopped()  # a signal since the script started: no run folder is made
         self.run_dir = new_run_dir(config.logdir, demo, self.chief)
         print_config(config.applying(), demo)
         self.model = self.optimizer = self.outcome = self.path = None  # until start
@@ -88,8 +87,8 @@ class Run:
 
     @contextlib.contextmanager
     def stopping(self):
-        """SIGINT and SIGTERM stop training inside this block, at the end of the chunk of
-        steps they land in; `train` ends by holding them back, so that what `finish` writes
+        """SIGINT, SIGTERM and SIGHUP stop training inside this block, at the end of the chunk
+        of steps they land in; `train` ends by holding them back, so that what `finish` writes
         is whole."""
         with stop_on_signals(at_once=False) as shield:
             self._shield = shield

@@ -32,7 +32,6 @@ class PathRun:
         # Epochs per point, and the strength a path lambda replaces.
         self.point_epochs = path_epochs(config.path_epochs, config.epochs, config.eval_every)
         self.base = base_strength(config.group_strength, config.l1)
-        self.total_epochs = self.epochs_of(config)
 
     @staticmethod
     def epochs_of(config):
